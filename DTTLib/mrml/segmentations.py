@@ -1,0 +1,127 @@
+"""Binary masks ↔ segments of a ``vtkMRMLSegmentationNode``.
+
+Masks are always exchanged on the voxel grid of a reference volume: exporting without a
+reference geometry crops to the segment's extent, which silently shifts every index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from DTTLib.errors import GeometryError, InputError
+from DTTLib.mrml.runtime import get_scene, import_slicer
+
+#: DICOM-style terminology for a tumour segment (SNOMED CT "Neoplasm" in "Morphologically
+#: altered structure"), serialised the way Slicer's Terminologies module stores it.
+LESION_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list"
+    "~SCT^49755003^Morphologically Altered Structure"
+    "~SCT^108369006^Neoplasm~^^~Anatomic codes - DICOM master list~^^~^^"
+)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    segment_id: str
+    name: str
+    color: tuple[float, float, float]
+    terminology: str
+
+
+def add_segmentation_node(reference_volume_node: Any, name: str = "Segmentation",
+                          scene: Any = None) -> Any:
+    """New segmentation whose geometry (grid, spacing, directions) is the reference volume's."""
+    scene = scene or get_scene()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    return node
+
+
+def set_segment_mask(segmentation_node: Any, mask: np.ndarray, segment_name: str,
+                     reference_volume_node: Any, color: tuple[float, float, float] | None = None,
+                     terminology: str = LESION_TERMINOLOGY, allow_empty: bool = False) -> str:
+    """Create or replace the segment ``segment_name`` from a (k, j, i) mask; returns its id."""
+    slicer = import_slicer()
+    mask = np.asarray(mask)
+    expected = tuple(reversed(reference_volume_node.GetImageData().GetDimensions()))
+    if mask.shape != expected:
+        raise GeometryError(
+            f"mask shape {mask.shape} does not match the reference volume "
+            f"'{reference_volume_node.GetName()}' {expected} (k, j, i)",
+            "resample the mask onto the reference volume's grid first")
+    if not np.all(np.isfinite(mask)):
+        raise InputError(f"mask for segment '{segment_name}' contains NaN or infinite values",
+                         "pass a binary (0/1) mask")
+    binary = (mask > 0).astype(np.uint8)
+    if not allow_empty and not binary.any():
+        raise InputError(f"mask for segment '{segment_name}' is empty",
+                         "nothing was segmented; check the box or prompt (pass allow_empty=True "
+                         "to record a lesion that has disappeared)")
+    segmentation = segmentation_node.GetSegmentation()
+    segment_id = segmentation.GetSegmentIdBySegmentName(segment_name)
+    if not segment_id:
+        segment_id = segmentation.AddEmptySegment("", segment_name)
+    segment = segmentation.GetSegment(segment_id)
+    if color is not None:
+        segment.SetColor(*color)
+    segment.SetTag("TerminologyEntry", terminology)
+    if binary.any():
+        slicer.util.updateSegmentBinaryLabelmapFromArray(
+            binary, segmentation_node, segment_id, reference_volume_node)
+    return segment_id
+
+
+def get_segment_mask(segmentation_node: Any, segment_id_or_name: str,
+                     reference_volume_node: Any) -> np.ndarray:
+    """The segment as a uint8 (k, j, i) array on the reference volume's grid."""
+    slicer = import_slicer()
+    segment_id = resolve_segment_id(segmentation_node, segment_id_or_name)
+    shape = tuple(reversed(reference_volume_node.GetImageData().GetDimensions()))
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    labelmap = segment.GetRepresentation(
+        slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    if labelmap is None or _is_empty(labelmap):
+        return np.zeros(shape, dtype=np.uint8)
+    array = slicer.util.arrayFromSegmentBinaryLabelmap(
+        segmentation_node, segment_id, reference_volume_node)
+    return (np.asarray(array) > 0).astype(np.uint8)
+
+
+def resolve_segment_id(segmentation_node: Any, segment_id_or_name: str) -> str:
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSegment(segment_id_or_name) is not None:
+        return segment_id_or_name
+    segment_id = segmentation.GetSegmentIdBySegmentName(segment_id_or_name)
+    if not segment_id:
+        names = [segmentation.GetNthSegment(i).GetName()
+                 for i in range(segmentation.GetNumberOfSegments())]
+        raise InputError(f"segmentation '{segmentation_node.GetName()}' has no segment "
+                         f"'{segment_id_or_name}'", f"available segments: {names}")
+    return segment_id
+
+
+def list_segments(segmentation_node: Any) -> list[SegmentInfo]:
+    segmentation = segmentation_node.GetSegmentation()
+    infos = []
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(index)
+        segment = segmentation.GetSegment(segment_id)
+        tag = _tag(segment, "TerminologyEntry")
+        infos.append(SegmentInfo(segment_id, segment.GetName(), tuple(segment.GetColor()), tag))
+    return infos
+
+
+def _tag(segment: Any, key: str) -> str:
+    import vtk  # noqa: PLC0415
+
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(key, value) else ""
+
+
+def _is_empty(labelmap: Any) -> bool:
+    extent = labelmap.GetExtent()
+    return extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]

@@ -1,0 +1,75 @@
+"""Masks ↔ segments: exact on the reference grid, on synthetic and real expert labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mrml_helpers import ellipsoid_mask, oblique_volume
+
+from DTTLib.errors import GeometryError, InputError
+from DTTLib.mrml.segmentations import (
+    LESION_TERMINOLOGY,
+    add_segmentation_node,
+    get_segment_mask,
+    list_segments,
+    set_segment_mask,
+)
+from DTTLib.mrml.volumes import add_volume_node
+
+
+def test_two_segments_round_trip_without_touching_each_other(mrml):
+    reference = add_volume_node(oblique_volume())
+    segmentation = add_segmentation_node(reference, "Lesions")
+    first = ellipsoid_mask()
+    second = np.zeros_like(first)
+    second[0, 0, 0] = second[5, 6, 8] = 1  # corners: cropping or flips would show here
+    set_segment_mask(segmentation, first, "L1 @ t0", reference, color=(1.0, 0.0, 0.0))
+    set_segment_mask(segmentation, second, "L2 @ t0", reference)
+    assert np.array_equal(get_segment_mask(segmentation, "L1 @ t0", reference), first)
+    assert np.array_equal(get_segment_mask(segmentation, "L2 @ t0", reference), second)
+    infos = {info.name: info for info in list_segments(segmentation)}
+    assert infos["L1 @ t0"].color == (1.0, 0.0, 0.0)
+    assert infos["L2 @ t0"].terminology == LESION_TERMINOLOGY
+
+
+def test_replacing_a_segment_keeps_its_id(mrml):
+    reference = add_volume_node(oblique_volume())
+    segmentation = add_segmentation_node(reference)
+    first_id = set_segment_mask(segmentation, ellipsoid_mask(), "L1", reference)
+    smaller = ellipsoid_mask(radii=(1, 1, 1))
+    assert set_segment_mask(segmentation, smaller, "L1", reference) == first_id
+    assert np.array_equal(get_segment_mask(segmentation, first_id, reference), smaller)
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
+
+
+def test_expert_label_of_real_mr_survives_exactly(mrml, brain_pair):
+    from DTTLib.mrml.storage import load_volume
+    import slicer
+
+    image = load_volume(brain_pair["brain1_image"])
+    label_node = load_volume(brain_pair["brain1_label"], labelmap=True)
+    label = slicer.util.arrayFromVolume(label_node) > 0
+    segmentation = add_segmentation_node(image)
+    set_segment_mask(segmentation, label, "Tumor", image)
+    back = get_segment_mask(segmentation, "Tumor", image)
+    assert np.array_equal(back.astype(bool), label)
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    # shared/data/README.md: brain1 label volume ~16,413 mm^3 from voxel counts
+    assert back.sum() * voxel_mm3 == pytest.approx(16413, rel=0.002)
+
+
+def test_wrong_shape_empty_and_unknown_segment_are_named(mrml):
+    reference = add_volume_node(oblique_volume())
+    segmentation = add_segmentation_node(reference)
+    with pytest.raises(GeometryError, match="does not match the reference"):
+        set_segment_mask(segmentation, np.ones((2, 2, 2)), "L1", reference)
+    with pytest.raises(InputError, match="is empty"):
+        set_segment_mask(segmentation, np.zeros((6, 7, 9)), "L1", reference)
+    nan_mask = np.zeros((6, 7, 9))
+    nan_mask[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        set_segment_mask(segmentation, nan_mask, "L1", reference)
+    set_segment_mask(segmentation, np.zeros((6, 7, 9)), "gone", reference, allow_empty=True)
+    assert get_segment_mask(segmentation, "gone", reference).sum() == 0
+    with pytest.raises(InputError, match="available segments.*gone"):
+        get_segment_mask(segmentation, "L9", reference)
