@@ -1,7 +1,7 @@
 """DigitalTwinTumor shared library.
 
 All real logic of the extension lives here as plain Python. Nothing in this package
-imports Qt, CTK or ``slicer.app``; MRML access is confined to :mod:`DTTLib.mrml`, which
+imports Qt, CTK or the Slicer application object; MRML access is confined to :mod:`DTTLib.mrml`, which
 works inside 3D Slicer and headless on the ``slicer-core`` wheel. Importing the package
 is cheap on purpose: sub-packages are imported by whoever needs them.
 """

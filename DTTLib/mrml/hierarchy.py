@@ -70,6 +70,27 @@ def add_timepoint(patient_item: int, index: int, day: float | None = None, name:
     return add_study(patient_item, name or f"Timepoint {index}", attributes, scene)
 
 
+def organize_timepoints(volume_nodes: list[Any], days: list[float], patient_name: str,
+                        scene: Any = None) -> tuple[int, list[int]]:
+    """One patient, one study per timepoint (sorted by day), each scan placed in its study."""
+    if len(volume_nodes) != len(days):
+        raise InputError(f"{len(volume_nodes)} volumes but {len(days)} days",
+                         "give one day (relative to baseline) per volume")
+    if not volume_nodes:
+        raise InputError("no volumes given", "select at least one scan")
+    if len({node.GetID() for node in volume_nodes}) != len(volume_nodes):
+        raise InputError("the same volume is assigned to two timepoints", "pick a different scan")
+    if len(set(days)) != len(days):
+        raise InputError(f"two timepoints share a day ({sorted(days)})", "each scan needs its own day")
+    patient = add_patient(patient_name, scene=scene)
+    studies = []
+    for index, (day, node) in enumerate(sorted(zip(days, volume_nodes), key=lambda pair: pair[0])):
+        study = add_timepoint(patient, index, day=day, name=f"Timepoint {index} (day {day:g})", scene=scene)
+        place_node(node, study, scene)
+        studies.append(study)
+    return patient, studies
+
+
 def place_node(node: Any, parent_item: int, scene: Any = None) -> int:
     """Put a data node under a patient/study item (creating its own item when missing)."""
     sh = subject_hierarchy(scene)

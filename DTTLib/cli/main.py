@@ -1,0 +1,84 @@
+"""``dtt`` entry point: one parser, subcommands registered from small modules.
+
+Errors the user can act on (``DTTError``) print one line and exit 2; anything else prints
+one line and exits 1 unless ``--debug`` asks for the traceback. Never a stack trace by
+default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from DTTLib import __version__
+from DTTLib.errors import DTTError
+
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+def _registrars() -> list[Registrar]:
+    from DTTLib.cli import demo, env, info  # noqa: PLC0415 - parsers only, cheap
+
+    registrars: list[Registrar] = [env.add_parser, info.add_parser, demo.add_parser]
+    registrars.extend(_optional_registrars())
+    return registrars
+
+
+def _optional_registrars() -> list[Registrar]:
+    """Subcommands contributed by other DTTLib packages, when present."""
+    found: list[Registrar] = []
+    for module_name, function_name in (("DTTLib.response.cli", "add_recist_parser"),
+                                       ("DTTLib.growth.cli", "add_fit_parser")):
+        try:
+            module = __import__(module_name, fromlist=[function_name])
+        except ImportError:
+            continue
+        found.append(getattr(module, function_name))
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dtt", description="DigitalTwinTumor: longitudinal tumour digital twin (headless).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:  # pragma: no cover - argparse enforces a subcommand
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except DTTError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"dtt {args.command}: error: {error.message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `dtt env --json | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
+    except KeyboardInterrupt:
+        print(f"dtt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - last line of defence for users
+        if args.debug:
+            traceback.print_exc()
+        print(f"dtt {args.command}: internal error: {type(error).__name__}: {error} "
+              "(re-run with --debug for the traceback and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

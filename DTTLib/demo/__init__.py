@@ -1,0 +1,1 @@
+"""The main job's demo: real public data through the twin, headless."""

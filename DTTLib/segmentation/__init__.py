@@ -1,0 +1,1 @@
+"""Lesion segmentation from box prompts (classic threshold baseline; MedSAM backends)."""

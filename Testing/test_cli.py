@@ -1,0 +1,94 @@
+"""The ``dtt`` command line as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dtt(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "DTTLib.cli.main", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_env_json_reports_profile_precision_and_reasons():
+    out = dtt("env", "--json", env={"DTT_PROFILE": ""})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    # this machine (and CI) has no GPU: the design table says CPU and the template narrative
+    assert report["hardware"]["gpu_available"] is False
+    assert report["profile"]["name"] == "cpu_only"
+    assert report["precision"]["precision"] == "cpu"
+    assert report["profile"]["settings"]["narrative"]["backend"] == "template"
+    assert report["reasons"] and all(isinstance(r, str) and r for r in report["reasons"])
+    assert report["hardware"]["cpu_cores"] == len(os.sched_getaffinity(0))
+
+
+def test_env_refuses_a_profile_the_machine_cannot_run():
+    out = dtt("env", "--profile", "datacenter_80gb")
+    assert out.returncode == 2
+    assert "cpu_only" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_info_prints_the_geometry_of_real_mr(shared_data):
+    out = dtt("info", str(shared_data / "imaging" / "brain1_image.nrrd"), "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["size_ijk"] == [256, 256, 25]
+    np.testing.assert_allclose(info["spacing_mm"], [0.78125, 0.78125, 6.5])
+    assert info["voxel_type"] == "int16"
+    # header: space left-posterior-superior, space directions (+i, -j, +k) in LPS, so in RAS
+    # the i axis points left, j anterior, k superior
+    np.testing.assert_allclose(np.diag(info["direction_ras"]), [-1, 1, 1])
+    assert info["orientation"] == "LAS"
+
+
+@pytest.mark.parametrize("args,message", [
+    (("info", "no/such/file.nrrd"), "does not exist"),
+    (("info", "README.md"), "README.md"),
+])
+def test_bad_input_is_one_clear_line(args, message):
+    out = dtt(*args)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_demo_writes_a_bundle_that_reloads_with_both_timepoints(shared_data, tmp_path, mrml):
+    out = dtt("demo", "--out", str(tmp_path), "--data", str(shared_data / "imaging"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "demo_summary.json").read_text())
+    assert len(summary["timepoints"]) == 2
+    volumes = {t["index"]: t["label_volume_mm3"] for t in summary["timepoints"]}
+    # shared/data/README.md: ~16,413 mm^3 and ~1,797 mm^3
+    assert volumes[0] == pytest.approx(16413, rel=0.002) and volumes[1] == pytest.approx(1797, rel=0.002)
+
+    # reopen the bundle independently of the demo code
+    from DTTLib.mrml.hierarchy import describe
+    from DTTLib.mrml.segmentations import get_segment_mask
+    from DTTLib.mrml.storage import load_scene_mrb
+
+    load_scene_mrb(tmp_path / "scene.mrb")
+    tree = describe()
+    assert len(tree) == 1 and len(tree[0].studies) == 2
+    for index, case in enumerate(("brain1", "brain2")):
+        volume = mrml.scene.GetFirstNodeByName(f"{case} MR")
+        segmentation = mrml.scene.GetFirstNodeByName(f"{case} lesions")
+        segment = summary["timepoints"][index]["segment"]
+        voxels = int(get_segment_mask(segmentation, segment, volume).sum())
+        assert voxels == summary["timepoints"][index]["label_voxels"]
+        assert tree[0].studies[index].nodes == [f"{case} MR", f"{case} lesions"]
+
+
+def test_demo_without_data_names_the_fix(tmp_path):
+    out = dtt("demo", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "empty"))
+    assert out.returncode == 2 and "--data" in out.stderr and "Traceback" not in out.stderr
