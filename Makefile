@@ -25,7 +25,7 @@ $(BIN)/python:
 # Torch first, pinned; then the project, with torch held by the same pins as a constraint.
 $(STAMP): $(BIN)/python pyproject.toml requirements/torch.txt
 	$(PIP) install --quiet -r requirements/torch.txt
-	$(PIP) install --quiet -c requirements/torch.txt -e ".[headless,test]"
+	$(PIP) install --quiet -c requirements/torch.txt -e ".[all,test]"
 	touch $(STAMP)
 
 clean:
