@@ -8,7 +8,9 @@ default.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import pkgutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -20,24 +22,24 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 
 
 def _registrars() -> list[Registrar]:
-    from DTTLib.cli import demo, env, info  # noqa: PLC0415 - parsers only, cheap
+    """Every ``DTTLib/cli/<command>.py`` with an ``add_parser``, plus commands of other packages.
 
-    registrars: list[Registrar] = [env.add_parser, info.add_parser, demo.add_parser]
-    registrars.extend(_optional_registrars())
-    return registrars
+    Command modules only build parsers at import (their work imports lazily), so discovering
+    them all stays cheap and a new command needs no edit here.
+    """
+    import DTTLib.cli  # noqa: PLC0415
 
-
-def _optional_registrars() -> list[Registrar]:
-    """Subcommands contributed by other DTTLib packages, when present."""
-    found: list[Registrar] = []
+    registrars: list[Registrar] = []
+    for info in sorted(pkgutil.iter_modules(DTTLib.cli.__path__), key=lambda i: i.name):
+        if info.name in ("main", "output"):
+            continue
+        module = importlib.import_module(f"DTTLib.cli.{info.name}")
+        if hasattr(module, "add_parser"):
+            registrars.append(module.add_parser)
     for module_name, function_name in (("DTTLib.response.cli", "add_recist_parser"),
                                        ("DTTLib.growth.cli", "add_fit_parser")):
-        try:
-            module = __import__(module_name, fromlist=[function_name])
-        except ImportError:
-            continue
-        found.append(getattr(module, function_name))
-    return found
+        registrars.append(getattr(importlib.import_module(module_name), function_name))
+    return registrars
 
 
 def build_parser() -> argparse.ArgumentParser:
