@@ -1,0 +1,1 @@
+"""The visual report of a twin: charts (PNG) and one self-contained HTML page."""

@@ -1,0 +1,81 @@
+"""case.json parsing and the content-hash step cache."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from DTTLib.errors import InputError
+from DTTLib.pipeline.cache import StepCache, file_digest, key_of
+from DTTLib.pipeline.case import load_case
+
+
+def write_case(folder, **overrides):
+    (folder / "a.nrrd").write_bytes(b"x")
+    (folder / "b.nrrd").write_bytes(b"y")
+    case = {"patient": "P1",
+            "timepoints": [{"id": "t0", "path": "a.nrrd", "day": 0}, {"id": "t1", "path": "b.nrrd", "day": 56}],
+            "therapy": [{"start_day": 7, "end_day": 84, "dose_level": 1.0}],
+            "lesions": [{"id": "L1", "organ": "liver", "box": {"timepoint": "t0", "ijk": [1, 2, 3, 4, 5, 3]}}]}
+    case.update(overrides)
+    (folder / "case.json").write_text(json.dumps(case))
+    return folder
+
+
+def test_a_good_case_is_read(tmp_path):
+    case = load_case(write_case(tmp_path))
+    assert [t.day for t in case.timepoints] == [0.0, 56.0]
+    assert case.lesions[0].boxes[0].coordinates == (1, 2, 3, 4, 5, 3)
+    assert case.therapy[0].end_day == 84.0
+
+
+def test_dates_become_days(tmp_path):
+    case = load_case(write_case(tmp_path, timepoints=[
+        {"id": "t0", "path": "a.nrrd", "date": "2024-01-31"}, {"id": "t1", "path": "b.nrrd", "date": "2024-03-01"}]))
+    assert [t.day for t in case.timepoints] == [0.0, 30.0]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"timepoints": []}, "no timepoints"),
+    ({"timepoints": [{"id": "t0", "path": "missing.nrrd", "day": 0}]}, "not found"),
+    ({"timepoints": [{"id": "t0", "path": "a.nrrd", "day": 5}, {"id": "t1", "path": "b.nrrd", "day": 5}]}, "increase"),
+    ({"lesions": [{"id": "L1", "box": {"timepoint": "t9", "ijk": [1, 2, 3, 4, 5, 3]}}]}, "t9"),
+    ({"lesions": [{"id": "L1", "box": {"timepoint": "t0", "ijk": [1, 2, 3]}}]}, "six numbers"),
+    ({"lesions": [{"id": "L1", "box": {"timepoint": "t0", "ijk": [1.5, 2, 3, 4, 5, 3]}}]}, "non-integer"),
+    ({"lesions": [{"id": "L1"}]}, "no box"),
+    ({"therapy": [{"start_day": 10, "end_day": 5}]}, "end_day > start_day"),
+    ({"timepoints": [{"id": "t0", "path": "a.nrrd", "day": "zero"}]}, "must be a number"),
+])
+def test_bad_cases_are_named(tmp_path, overrides, message):
+    with pytest.raises(InputError, match=message):
+        load_case(write_case(tmp_path, **overrides))
+
+
+def test_missing_folder_and_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_case(tmp_path / "nope")
+    with pytest.raises(InputError, match="no case.json"):
+        load_case(tmp_path)
+
+
+def test_cache_recomputes_only_when_inputs_change(tmp_path):
+    cache = StepCache(tmp_path / "cache")
+    calls = []
+    compute = lambda value: (lambda: calls.append(value) or {"value": value})  # noqa: E731
+    assert cache.get_or_compute("fit", {"a": 1}, compute(1)) == {"value": 1}
+    assert cache.get_or_compute("fit", {"a": 1}, compute(2)) == {"value": 1}  # cached
+    assert cache.get_or_compute("fit", {"a": 2}, compute(3)) == {"value": 3}
+    assert calls == [1, 3] and (cache.hits, cache.misses) == (1, 2)
+    forced = StepCache(tmp_path / "cache", force=True)
+    assert forced.get_or_compute("fit", {"a": 1}, compute(4)) == {"value": 4}
+    assert not list((tmp_path / "cache").rglob("*.partial"))
+
+
+def test_digests_follow_content(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    first = file_digest(tmp_path / "f")
+    (tmp_path / "f").write_bytes(b"abd")
+    assert file_digest(tmp_path / "f") != first
+    assert key_of("s", {"x": 1, "y": math.pi}) == key_of("s", {"y": math.pi, "x": 1})
