@@ -17,7 +17,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 
 def _makeDTTLibImportable() -> None:
@@ -62,16 +62,36 @@ class DigitalTwinTumor(ScriptedLoadableModule):
 @parameterNodeWrapper
 class DigitalTwinTumorParameterNode:
     """
-    baselineVolume - the scan of the first timepoint.
-    followUpVolume - a later scan of the same patient.
+    baselineVolume / followUpVolume - the scans of the first and a later timepoint.
+    baselineSegmentation / followUpSegmentation - their lesion segmentations (one segment per lesion).
     followUpDay - days from the baseline scan to the follow-up scan.
     patientName - name of the patient item in the subject hierarchy (pseudonymous).
+    therapyLog - "start-end:level; ..." in days from baseline (empty end = ongoing).
+    followUpNonTarget - non-target assessment at follow-up (none, CR, nonCR_nonPD, PD, NE).
+    registerScans - register the follow-up to the baseline before matching lesions.
+    shiftWeeks, effectMultiplier, holidayStart/End, resistanceDay, naturalHistory - what-if controls.
+    overrideAction, overrideSources, overrideTargets, overrideReason - a tracking correction.
     """
 
     baselineVolume: vtkMRMLScalarVolumeNode
     followUpVolume: vtkMRMLScalarVolumeNode
+    baselineSegmentation: vtkMRMLSegmentationNode
+    followUpSegmentation: vtkMRMLSegmentationNode
     followUpDay: Annotated[float, WithinRange(1, 3650)] = 56
     patientName: str = "Patient"
+    therapyLog: str = "0-:1"
+    followUpNonTarget: str = "none"
+    registerScans: bool = True
+    shiftWeeks: Annotated[float, WithinRange(-26, 26)] = 0
+    effectMultiplier: Annotated[float, WithinRange(0, 4)] = 1
+    holidayStart: Annotated[float, WithinRange(0, 3650)] = 0
+    holidayEnd: Annotated[float, WithinRange(0, 3650)] = 0
+    resistanceDay: Annotated[float, WithinRange(0, 3650)] = 0
+    naturalHistory: bool = False
+    overrideAction: str = "reassign"
+    overrideSources: str = ""
+    overrideTargets: str = ""
+    overrideReason: str = ""
 
 
 #
@@ -99,6 +119,9 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.buildTwinButton.connect("clicked(bool)", self.onBuildTwinButton)
+        self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
+        self.ui.overrideButton.connect("clicked(bool)", self.onOverrideButton)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -140,6 +163,62 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = _("Assign both scans to timepoints") if ready else _(
             "Select two different scans")
+        self.ui.buildTwinButton.enabled = bool(ready and node.baselineSegmentation and node.followUpSegmentation)
+        self.ui.overrideButton.enabled = bool(node and node.overrideReason.strip() and self.logic.hasTwin())
+        self.ui.overrideButton.toolTip = _("Apply the correction") if self.ui.overrideButton.enabled else _(
+            "Build the twin and give a reason first")
+        if node and self.logic.hasTwin():
+            self._updateWhatIf()
+
+    def _updateWhatIf(self) -> None:
+        node = self._parameterNode
+        controls = dict(shift_weeks=node.shiftWeeks, effect_multiplier=node.effectMultiplier,
+                        holiday_start=node.holidayStart, holiday_end=node.holidayEnd,
+                        resistance_day=node.resistanceDay, natural_history=node.naturalHistory)
+        if controls == getattr(self, "_lastControls", None):
+            return
+        self._lastControls = controls
+        label = self.logic.updateWhatIf(**controls)
+        self.ui.whatIfLabel.text = label
+
+    def _showResults(self, summary: str) -> None:
+        self.ui.statusLabel.text = summary
+        nodes = self.logic.twinNodes()
+        if "lesions" in nodes:
+            self.ui.lesionTableView.setMRMLTableNode(nodes["lesions"])
+        if "recist" in nodes:
+            self.ui.recistTableView.setMRMLTableNode(nodes["recist"])
+        self._lastControls = None
+        self._updateWhatIf()
+        self.onShowChartButton()
+
+    def onBuildTwinButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to build the twin."), waitCursor=True):
+            node = self._parameterNode
+            self.logic.setupTimepoints([node.baselineVolume, node.followUpVolume], [0.0, node.followUpDay],
+                                       node.patientName)
+            summary = self.logic.buildTwinFromNodes(
+                [node.baselineVolume, node.followUpVolume], [node.baselineSegmentation, node.followUpSegmentation],
+                [0.0, node.followUpDay], node.patientName, node.therapyLog, ["none", node.followUpNonTarget],
+                registerScans=node.registerScans)
+            self._showResults(summary)
+
+    def onShowChartButton(self) -> None:
+        role = ["sod", "waterfall", "spider", "growth"][max(self.ui.chartComboBox.currentIndex, 0)]
+        chart = self.logic.twinNodes().get(role)
+        if chart is None:
+            return
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+    def onOverrideButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to apply the correction."), waitCursor=True):
+            node = self._parameterNode
+            summary = self.logic.applyOverride(node.overrideAction, node.overrideSources, node.overrideTargets,
+                                               node.overrideReason)
+            node.overrideReason = ""
+            self._showResults(summary)
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to set up timepoints."), waitCursor=True):
@@ -155,11 +234,16 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
-    """Thin adapter: all work is done by DTTLib so it runs headless too."""
+    """Thin adapter: all work is done by DTTLib so it runs headless too. The twin's numbers live
+    in MRML table / plot / text nodes (they save with the scene); the logic only keeps the
+    live what-if engine, which is rebuilt from those nodes on demand."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         _makeDTTLibImportable()
+        self.state = None
+        self.inputs = None
+        self.whatif = None
 
     def getParameterNode(self):
         return DigitalTwinTumorParameterNode(super().getParameterNode())
@@ -172,6 +256,83 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         logging.info("DigitalTwinTumor: %d timepoints under patient '%s'", len(studies), patientName)
         return _("{count} timepoints assigned to '{name}'").format(count=len(studies), name=patientName)
 
+    def hasTwin(self) -> bool:
+        return self.state is not None
+
+    def buildTwinFromNodes(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
+                           nonTarget=None, registerScans: bool = True) -> str:
+        """Measure every segment, track lesions, evaluate RECIST, fit growth, publish the nodes."""
+        from DTTLib.mrml.segmentations import get_segment_mask, list_segments
+        from DTTLib.mrml.volumes import image_from_volume_node
+        from DTTLib.twin.from_masks import TimepointMasks, inputs_from_masks
+        from DTTLib.twin.records import parse_therapy_log
+
+        timepoints = []
+        for index, (volume, segmentation, day) in enumerate(zip(volumeNodes, segmentationNodes, days)):
+            masks = {info.name: get_segment_mask(segmentation, info.segment_id, volume)
+                     for info in list_segments(segmentation)}
+            timepoints.append(TimepointMasks(float(day), image_from_volume_node(volume), masks,
+                                             (nonTarget or [])[index] if nonTarget else "none",
+                                             source=f"{volume.GetName()} / {segmentation.GetName()}"))
+        inputs, _graph = inputs_from_masks(patientName, timepoints, parse_therapy_log(therapyLog),
+                                           register_scans=registerScans)
+        return self.buildTwin(inputs)
+
+    def buildTwin(self, inputs) -> str:
+        from DTTLib.mrml.twin_nodes import publish_twin
+        from DTTLib.twin.assemble import build_twin
+
+        self.inputs = inputs
+        self.state, self.whatif = build_twin(inputs)
+        publish_twin(self.state)
+        last = self.state.recist["timepoints"][-1]
+        summary = _("{patient}: {n} timepoints, SOD {sod} mm, overall {overall}, best {best}").format(
+            patient=inputs.patient, n=len(inputs.timepoints), sod=last["sod_mm"],
+            overall=last["overall"] or "baseline", best=self.state.recist["best_overall_response"])
+        return "\n".join([summary] + self.state.messages)
+
+    def twinNodes(self) -> dict:
+        from DTTLib.mrml.twin_nodes import find_twin_nodes
+
+        return find_twin_nodes(self.state.patient) if self.state else {}
+
+    def updateWhatIf(self, shift_weeks=0.0, effect_multiplier=1.0, holiday_start=0.0, holiday_end=0.0,
+                     resistance_day=0.0, natural_history=False) -> str:
+        """Live: recompute the combined what-if curve and update the growth chart in place."""
+        from DTTLib.mrml.twin_nodes import update_whatif_curve
+        from DTTLib.twin.whatif import WhatIfControls
+
+        if self.whatif is None:
+            return _("What-if needs a growth fit of the SOD (at least 3 timepoints).")
+        controls = WhatIfControls(float(shift_weeks), float(effect_multiplier),
+                                  float(holiday_start) if holiday_end > holiday_start else None,
+                                  float(holiday_end) if holiday_end > holiday_start else None,
+                                  float(resistance_day) if resistance_day > 0 else None, bool(natural_history))
+        curve = self.whatif.run_controls(controls)
+        chart = self.twinNodes().get("growth")
+        if chart is not None:
+            update_whatif_curve(chart, curve)
+        return curve.label
+
+    def applyOverride(self, action: str, sources: str, targets: str, reason: str) -> str:
+        """A tracking correction ("0:L1" keys, comma-separated); the reason is required and stored."""
+        from DTTLib.tracking.records import IdentityGraph, Override
+
+        if self.inputs is None or not self.inputs.identity:
+            raise ValueError(_("Build the twin before correcting lesion identities."))
+
+        def keys(text):
+            out = []
+            for part in (p.strip() for p in text.split(",") if p.strip()):
+                index, _sep, lesion = part.partition(":")
+                out.append((int(index), lesion.strip()))
+            return out
+
+        graph = IdentityGraph.from_dict(self.inputs.identity)
+        graph.apply_override(Override(action, keys(sources), keys(targets), reason))
+        self.inputs.identity = graph.to_dict()
+        return self.buildTwin(self.inputs)
+
 
 #
 # DigitalTwinTumorTest
@@ -179,7 +340,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
 
 
 class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
-    """Self-test on data it makes: two synthetic scans become two timepoints of one patient."""
+    """Self-test on data it makes: two synthetic scans with ellipsoid lesions become a twin."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -187,6 +348,8 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_TimepointsFromTwoScans()
+        self.setUp()
+        self.test_TwinFromTwoTimepoints()
 
     def test_TimepointsFromTwoScans(self):
         import numpy as np
@@ -207,4 +370,71 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.assertEqual(patients[0].studies[1].attributes["DTT.TimepointDay"], "84.0")
         with self.assertRaises(Exception):
             logic.setupTimepoints([scans[0], scans[0]], [0, 10], "Twice the same scan")
+        self.delayDisplay("Test passed")
+
+    def test_TwinFromTwoTimepoints(self):
+        """Lesion L1 (LD 30 mm) shrinks to 12 mm, L2 stays 20 mm: SOD 50 → 32 mm, −36 % = PR.
+        Two timepoints cannot support a growth model: the fit reports that and the measured
+        two-point rate ln(32/50)/56 per day instead."""
+        import math
+
+        import numpy as np
+
+        self.delayDisplay("Building a two-timepoint twin")
+        from DTTLib.imaging import ImageVolume
+        from DTTLib.mrml.plots import chart_series
+        from DTTLib.mrml.segmentations import add_segmentation_node, set_segment_mask
+        from DTTLib.mrml.tables import rows_from_table_node
+        from DTTLib.mrml.volumes import add_volume_node
+
+        shape, spacing = (20, 64, 64), (1.0, 1.0, 2.0)
+        k, j, i = np.indices(shape)
+
+        def ball(ci, cj, ck, radius_mm):
+            return ((i - ci) ** 2 + (j - cj) ** 2 + ((k - ck) * 2.0) ** 2) <= radius_mm ** 2
+
+        volumes, segmentations = [], []
+        for t, r1 in enumerate((15.0, 6.0)):
+            lesions = {"L1": ball(20, 20, 10, r1), "L2": ball(45, 44, 10, 10.0)}
+            array = np.full(shape, 100, np.int16)
+            for mask in lesions.values():
+                array[mask] = 300
+            volume = add_volume_node(ImageVolume(array, spacing, name=f"scan t{t}"))
+            segmentation = add_segmentation_node(volume, f"lesions t{t}")
+            for name, mask in lesions.items():
+                set_segment_mask(segmentation, mask.astype(np.uint8), name, volume)
+            volumes.append(volume)
+            segmentations.append(segmentation)
+
+        logic = DigitalTwinTumorLogic()
+        summary = logic.buildTwinFromNodes(volumes, segmentations, [0, 56], "Synthetic twin", "0-:1",
+                                           ["none", "none"], registerScans=False)
+        state = logic.state
+        lds = {(row["timepoint"], row["lesion"]): row["ld_mm"] for row in state.lesion_table}
+        self.assertAlmostEqual(lds[(0, "L1")], 30.0, delta=1.5)
+        self.assertAlmostEqual(lds[(1, "L1")], 12.0, delta=1.5)
+        self.assertAlmostEqual(lds[(1, "L2")], 20.0, delta=1.5)
+        sod0 = lds[(0, "L1")] + lds[(0, "L2")]
+        sod1 = lds[(1, "L1")] + lds[(1, "L2")]
+        last = state.recist["timepoints"][1]
+        self.assertAlmostEqual(last["sod_mm"], sod1, places=3)
+        self.assertAlmostEqual(last["change_from_baseline_pct"], 100 * (sod1 - sod0) / sod0, places=2)
+        self.assertEqual(last["overall"], "PR")
+        self.assertIn("overall PR", summary)
+        sod = state.series("SOD")
+        self.assertEqual(sod.status, "too few points")
+        self.assertAlmostEqual(sod.two_point_rate_per_day, math.log(sod1 / sod0) / 56, places=9)
+        self.assertIsNone(logic.whatif)
+        self.assertIn("at least 3", logic.updateWhatIf(shift_weeks=2))
+        nodes = logic.twinNodes()
+        self.assertTrue({"lesions", "recist", "sod", "waterfall", "spider", "growth", "state"} <= set(nodes))
+        self.assertEqual(rows_from_table_node(nodes["recist"])[1]["overall"], "PR")
+        waterfall = chart_series(nodes["waterfall"])[0]
+        self.assertEqual(waterfall["labels"][-1], "L1")
+        self.assertAlmostEqual(waterfall["y"][-1], 100 * (lds[(1, "L1")] - lds[(0, "L1")]) / lds[(0, "L1")], places=3)
+        with self.assertRaises(Exception):
+            logic.applyOverride("new", "", "1:L2", "")  # a correction without a reason is refused
+        logic.applyOverride("new", "", "1:L2", "test: L2 at day 56 is a different lesion")
+        self.assertEqual(logic.state.recist["timepoints"][1]["overall"], "PD")  # new lesion
+        self.assertEqual(logic.state.identity["overrides"][0]["reason"], "test: L2 at day 56 is a different lesion")
         self.delayDisplay("Test passed")
