@@ -1,0 +1,201 @@
+"""Server store: PostgreSQL with a pgvector-compatible extension, same schema and queries.
+
+Works with pgvector (extension ``vector``, type ``vector``) and with the
+``ruvnet/ruvector-postgres`` image (extension ``ruvector``, type ``ruvector``, same SQL
+operators); which one is present is detected on connect. Connections come from a small
+``psycopg_pool`` pool. Writers serialise on the audit head row (``SELECT … FOR UPDATE``), so
+the hash chain stays linear however many processes write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from DTTLib.errors import InputError, MissingDependencyError, ResourceError
+from DTTLib.store import migrations
+from DTTLib.store.base import SqlStore
+from DTTLib.store.records import EMBEDDING_KINDS, utc_now
+
+MIGRATION_LOCK = 727_274_001  # pg_advisory_xact_lock key: one migrator at a time
+EXTENSIONS = ("vector", "ruvector")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+class ServerStore(SqlStore):
+    """A PostgreSQL database named by a ``postgresql://`` URL (e.g. from ``DATABASE_URL``)."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, ef_search: int = 64) -> None:
+        try:
+            import psycopg  # noqa: PLC0415
+            from psycopg.rows import dict_row  # noqa: PLC0415
+            from psycopg_pool import ConnectionPool  # noqa: PLC0415
+        except ImportError as error:
+            raise MissingDependencyError("psycopg 3 and psycopg_pool are needed for a PostgreSQL store",
+                                         "pip install 'psycopg[binary]' psycopg_pool") from error
+        self._psycopg = psycopg
+        self.url = url
+        self.location = _redact(url)
+        self.ef_search = ef_search
+        self._indexed: set[tuple[str, int]] = set()
+        try:
+            self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
+                                        kwargs={"row_factory": dict_row}, timeout=30)
+            self._pool.wait(timeout=30)
+        except Exception as error:  # noqa: BLE001 - pool errors vary by cause
+            raise ResourceError(f"cannot connect to PostgreSQL at {self.location}: {error}",
+                                "check DATABASE_URL and that the server is running") from error
+        self.vector_type = self._ensure_extension()
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _map_error(self, error: Exception) -> Exception:
+        errors = self._psycopg.errors
+        if isinstance(error, self._psycopg.IntegrityError):
+            return InputError(f"the store refused the record: {str(error).splitlines()[0]}",
+                              "check that referenced ids exist and unique labels are not reused")
+        if isinstance(error, (errors.DiskFull, errors.OutOfMemory)):
+            return ResourceError(f"the PostgreSQL server is out of space: {error}; nothing was written",
+                                 "free space on the database server and repeat")
+        if isinstance(error, errors.ReadOnlySqlTransaction):
+            return ResourceError("the PostgreSQL store is read-only; nothing was written",
+                                 "connect to the primary server or a writable database")
+        if isinstance(error, self._psycopg.OperationalError):
+            return ResourceError(f"lost the PostgreSQL connection ({self.location}): {error}",
+                                 "check the server and repeat; nothing partial was committed")
+        return error
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except self._psycopg.Error as error:
+            raise self._map_error(error) from error
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._connection() as conn:
+            return conn.execute(sql, tuple(params) or None).fetchall()
+
+    def _head_sql(self) -> str:
+        return "SELECT value FROM meta WHERE key = 'audit_head' FOR UPDATE"
+
+    def _vector_marker(self) -> str:
+        return f"?::{self.vector_type}"
+
+    def _vector_param(self, vector: np.ndarray) -> str:
+        return "[" + ",".join(map(repr, np.asarray(vector, np.float32).tolist())) + "]"
+
+    def _vector_value(self, value: Any, dim: int) -> np.ndarray:
+        if isinstance(value, str):
+            return np.array(value.strip("[]").split(","), dtype=np.float32)
+        return np.asarray(value, np.float32)
+
+    def close(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.close()
+            self._pool = None  # type: ignore[assignment]
+
+    # -- setup --------------------------------------------------------------------------------
+    def _ensure_extension(self) -> str:
+        """'vector' (pgvector) or 'ruvector' (ruvector-postgres): whichever is installed."""
+        rows = self._read("SELECT extname FROM pg_extension WHERE extname IN ('vector', 'ruvector')")
+        present = {r["extname"] for r in rows}
+        for name in EXTENSIONS:
+            if name in present:
+                return name
+        available = {r["name"] for r in self._read(
+            "SELECT name FROM pg_available_extensions WHERE name IN ('vector', 'ruvector')")}
+        for name in EXTENSIONS:
+            if name in available:
+                with self._connection() as conn:
+                    conn.execute(f"CREATE EXTENSION IF NOT EXISTS {name}")
+                    conn.commit()
+                return name
+        raise MissingDependencyError(f"PostgreSQL at {self.location} has neither the 'vector' (pgvector) "
+                                     "nor the 'ruvector' extension",
+                                     "install pgvector or use the ruvnet/ruvector-postgres image")
+
+    def _migrate(self) -> None:
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            cur.execute(migrations.CREATE_VERSION_TABLE)
+            cur.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+            current = cur.fetchone()["v"]
+            migrations.check_not_newer(current)
+            for migration in migrations.migrations("postgres", self.vector_type):
+                if migration.version > current:
+                    for statement in migration.statements:
+                        cur.execute(statement)
+                    cur.execute("INSERT INTO schema_version VALUES (%s, %s, %s)",
+                                (migration.version, migration.description, utc_now()))
+
+    def ensure_vector_index(self, kind: str, dim: int) -> None:
+        """The HNSW index (cosine) for one (kind, dim): a partial expression index."""
+        if kind not in EMBEDDING_KINDS or (kind, dim) in self._indexed:
+            return
+        vtype = self.vector_type
+        name = f"embeddings_hnsw_{kind}_{int(dim)}"
+        with contextlib.suppress(self._psycopg.errors.UniqueViolation, self._psycopg.errors.DuplicateTable):
+            with self._connection() as conn:
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
+                             f"((vector::{vtype}({int(dim)})) {vtype}_cosine_ops) "
+                             f"WHERE kind = '{kind}' AND dim = {int(dim)}")
+                conn.commit()
+        self._indexed.add((kind, dim))
+
+    def _nearest(self, kind: str, dim: int, query: np.ndarray, k: int,
+                 where: dict[str, str]) -> list[tuple[str, str, float]]:
+        if kind not in EMBEDDING_KINDS:
+            return []
+        self.ensure_vector_index(kind, dim)
+        # kind (allow-listed) and dim (int) are literals: the partial HNSW index's predicate
+        # must be provable at plan time, which a generic plan with parameters cannot do.
+        vtype, dim = self.vector_type, int(dim)
+        clauses: list[str] = []
+        params: list[Any] = [self._vector_param(query)]
+        for key, column in (("patient", "l.patient_id"), ("organ", "l.organ"), ("modality", "s.modality")):
+            if key in where:
+                clauses.append(f"AND {column} = %s")
+                params.append(where[key])
+        # The inner query is "indexed expression <=> constant ORDER BY … LIMIT" on embeddings
+        # alone, the shape the HNSW index serves; joins and filters apply to its candidates
+        # (over-fetched when filtering, as pgvector 0.6 filters after the index scan).
+        inner = min(int(k) * (8 if clauses else 1), 1000)
+        sql = (f"SELECT c.id, c.lesion_id, c.d FROM (SELECT e.id, e.lesion_id, e.timepoint_id, "
+               f"(e.vector::{vtype}({dim})) <=> %s::{vtype}({dim}) AS d FROM embeddings e "
+               f"WHERE e.kind = '{kind}' AND e.dim = {dim} ORDER BY d LIMIT {inner}) c "
+               f"JOIN lesions l ON l.id = c.lesion_id "
+               f"LEFT JOIN timepoints t ON t.id = c.timepoint_id LEFT JOIN studies s ON s.id = t.study_id "
+               f"WHERE TRUE {' '.join(clauses)} ORDER BY c.d LIMIT {int(k)}")
+        with self._tx() as cur:
+            cur.execute(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, inner)}")
+            cur.execute(sql, params)
+            return [(r["id"], r["lesion_id"], float(r["d"])) for r in cur.fetchall()]
+
+    def _verify_backend(self) -> list[str]:
+        problems = []
+        if self.vector_type not in {r["extname"] for r in self._read("SELECT extname FROM pg_extension")}:
+            problems.append(f"postgres: the {self.vector_type} extension is gone")
+        bad = self._read(f"SELECT COUNT(*) AS n FROM embeddings WHERE vector_dims(vector) <> dim")
+        if bad and int(bad[0]["n"]):
+            problems.append(f"postgres: {bad[0]['n']} embeddings whose vector length differs from dim")
+        return problems

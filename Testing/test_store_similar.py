@@ -1,0 +1,106 @@
+"""Similar-case search: HNSW recall against brute force, filters, index freshness on both backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from DTTLib.errors import InputError
+from DTTLib.store import Embedding, Lesion, open_store
+from DTTLib.store.descriptors import growth_trajectory, shape_descriptor
+from DTTLib.store.vector_index import VectorIndex
+from store_fixtures import clustered, pg_server, pg_url, populate, store  # noqa: F401
+
+
+def _exact(vectors: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    cos = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    return list(np.argsort(-cos)[:k])
+
+
+def test_similar_matches_brute_force_and_respects_filters(store):
+    _, point, lesions = populate(store, lesions=300, organs=("liver", "lung", "bone"))
+    vectors = clustered(300, 48, seed=1)
+    store.add_embeddings([Embedding(lesion_id=l.id, timepoint_id=point.id, vector=v) for l, v in zip(lesions, vectors)])
+    recalls = []
+    for q in range(0, 300, 30):
+        hits = store.similar(lesions[q].id, k=10)
+        exact = [lesions[i].id for i in _exact(vectors, vectors[q], 11) if i != q][:10]
+        recalls.append(len({h.lesion.id for h in hits} & set(exact)) / 10)
+        assert lesions[q].id not in {h.lesion.id for h in hits}
+        assert all(-1.0 <= h.score <= 1.0 for h in hits)
+        assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+    assert np.mean(recalls) >= 0.95
+    lung = store.similar(lesions[0].id, k=5, organ="lung")
+    lung_ids = [i for i in range(300) if lesions[i].organ == "lung"]
+    exact = [lesions[lung_ids[j]].id for j in _exact(vectors[lung_ids], vectors[0], 5)]
+    assert {h.lesion.organ for h in lung} == {"lung"}
+    assert len({h.lesion.id for h in lung} & set(exact)) >= 4
+    assert store.similar(lesions[0].id, k=5, modality="MR") == []
+
+
+def test_shape_and_growth_vectors_find_their_kind(store):
+    _, point, lesions = populate(store, lesions=3)
+    z, y, x = np.mgrid[:24, :24, :24]
+    ball = (z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 < 64
+    big_ball = (z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 < 121
+    rod = np.zeros_like(ball)
+    rod[10:14, 10:14, 1:23] = True
+    shapes = [shape_descriptor(ball), shape_descriptor(big_ball), shape_descriptor(rod)]
+    growth = [growth_trajectory([0, 90], [1, 2]), growth_trajectory([0, 60, 200], [3, 4.5, 11]),
+              growth_trajectory([0, 90], [2, 1])]
+    store.add_embeddings([Embedding(lesion_id=l.id, kind="shape", vector=v) for l, v in zip(lesions, shapes)]
+                         + [Embedding(lesion_id=l.id, kind="growth", vector=v) for l, v in zip(lesions, growth)])
+    assert store.similar(lesions[0].id, kind="shape", k=1)[0].lesion.id == lesions[1].id  # scale-free
+    assert store.similar(lesions[0].id, kind="growth", k=1)[0].lesion.id == lesions[1].id  # both grow
+    with pytest.raises(InputError, match="no 'appearance' embedding"):
+        store.similar(lesions[0].id)
+
+
+def test_index_rebuilt_when_missing_stale_or_deleted_rows(tmp_path):
+    path = tmp_path / "s.sqlite"
+    vectors = clustered(200, 16, seed=2)
+    with open_store(path) as s:
+        _, _, lesions = populate(s, lesions=200)
+        s.add_embeddings([Embedding(lesion_id=l.id, vector=v) for l, v in zip(lesions, vectors)])
+        first = s.similar(lesions[0].id, k=3)
+    index_file = tmp_path / "s.sqlite.index" / "appearance-16.npz"
+    assert index_file.exists() and VectorIndex.read(index_file).stamp.count == 200
+    with open_store(path) as s:  # another writer appends; the saved index is behind, not stale
+        s.add_embeddings([Embedding(lesion_id=lesions[1].id, vector=vectors[0] * 2)])
+    with open_store(path) as s:
+        assert s.similar(lesions[0].id, k=1)[0].lesion.id == lesions[1].id  # appended row found
+        assert s.delete_embeddings(first[0].lesion.id) >= 1
+        assert first[0].lesion.id not in {h.lesion.id for h in s.similar(lesions[0].id, k=3)}
+        assert s.verify() == []
+    index_file.write_bytes(b"garbage")
+    with open_store(path) as s:
+        assert len(s.similar(lesions[0].id, k=3)) == 3  # rebuilt from SQLite
+        assert s.verify() == []
+
+
+def test_verify_catches_an_index_that_claims_to_be_current_but_differs(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with open_store(path) as s:
+        _, _, lesions = populate(s, lesions=20)
+        s.add_embeddings([Embedding(lesion_id=l.id, vector=v) for l, v in zip(lesions, clustered(20, 8))])
+        index = s.index("appearance", 8)
+        index.vectors[3] += 1.0
+        s._save_index(("appearance", 8))
+        assert any("vectors differ" in p for p in s.verify())
+
+
+def test_postgres_uses_an_hnsw_index(pg_url):
+    with open_store(pg_url) as s:
+        _, _, lesions = populate(s, lesions=50)
+        s.add_embeddings([Embedding(lesion_id=l.id, vector=v) for l, v in zip(lesions, clustered(50, 32))])
+        s.similar(lesions[0].id, k=3)
+        names = [r["indexname"] for r in s._read("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")]
+        assert "embeddings_hnsw_appearance_32" in names
+        with s._tx() as cur:
+            cur.execute("SET LOCAL enable_sort = off")  # 50 rows: a sort would be cheaper otherwise
+            cur.execute("EXPLAIN SELECT e.id, (e.vector::vector(32)) <=> %s::vector(32) AS d FROM embeddings e "
+                        "JOIN lesions l ON l.id = e.lesion_id WHERE e.kind = 'appearance' AND e.dim = 32 "
+                        "ORDER BY d LIMIT 5", (s._vector_param(np.ones(32)),))
+            plan = " ".join(r["QUERY PLAN"] for r in cur.fetchall())
+        assert "embeddings_hnsw_appearance_32" in plan
+        assert s.vector_type == "vector"
