@@ -43,7 +43,7 @@ class PhantomSpec:
     lesions: tuple[PhantomLesion, ...] = (
         PhantomLesion("L1", "liver", False, (-22.0, 8.0, 0.0), (15.0, 12.0, 11.0), 0.007, 0.032, 0.025),
         PhantomLesion("L2", "liver", False, (24.0, -14.0, 10.0), (10.0, 9.0, 9.0), 0.004, 0.012, 0.004),
-        PhantomLesion("N1", "lymph node", True, (6.0, 36.0, -10.0), (12.0, 8.5, 9.0), 0.003, 0.010, 0.0),
+        PhantomLesion("N1", "lymph node", True, (30.0, 42.0, -10.0), (12.0, 8.5, 9.0), 0.003, 0.010, 0.0),
     )
 
 
@@ -120,7 +120,7 @@ def make_phantom(case_dir: str | Path, spec: PhantomSpec = PhantomSpec()) -> Pha
             cx, cy, cz = lesion.center_mm
             a, b, c = truth.semi_axes_mm
             inside = ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 + ((z - cz) / c) ** 2 <= 1
-            image[inside] = 20.0 if not lesion.nodal else 35.0
+            image[inside] = 20.0 if not lesion.nodal else 100.0  # hypodense liver lesions, enhancing node
             labels[inside] = number
             if index == 0:
                 boxes.append(_voxel_box(lesion, truth, spec, origin))

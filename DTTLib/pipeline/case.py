@@ -11,6 +11,8 @@ Example (see docs/CASE_FORMAT.md)::
                   "box": {"timepoint": "t0", "ijk": [40, 52, 20, 75, 80, 20]}}]}
 
 Days are relative to the first timepoint; ``date`` (ISO) may be given instead of ``day``.
+A timepoint may carry the reader's ``non_target`` status and ``new_lesions`` flag (RECIST
+inputs that box prompts cannot give).
 A box is ``ijk`` (voxel indices I0,J0,K0,I1,J1,K1 of that timepoint's image as read) or
 ``ras`` (the same six numbers in RAS millimetres), as in ``dtt segment``. More boxes for
 later timepoints go in ``boxes``.
@@ -27,12 +29,16 @@ from typing import Any
 
 from DTTLib.errors import InputError
 
+NON_TARGET_STATES = ("none", "CR", "nonCR_nonPD", "PD", "NE")
+
 
 @dataclass(frozen=True)
 class TimepointSpec:
     timepoint_id: str
     path: Path
     day: float
+    non_target: str = "none"  # RECIST non-target status the reader assessed: none|CR|nonCR_nonPD|PD|NE
+    new_lesions: bool = False  # unequivocal new lesions seen by the reader
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,11 @@ def _timepoints(raw: Any, case_dir: Path) -> tuple[TimepointSpec, ...]:
             day = float((date - first_date).days)
         else:
             raise InputError(f"{where} ('{timepoint_id}') has neither 'day' nor 'date'", "add one")
-        out.append(TimepointSpec(timepoint_id, path, day))
+        non_target = str(entry.get("non_target", "none"))
+        if non_target not in NON_TARGET_STATES:
+            raise InputError(f"{where}.non_target '{non_target}' is not one of {NON_TARGET_STATES}",
+                             "use the RECIST non-target status as assessed by the reader")
+        out.append(TimepointSpec(timepoint_id, path, day, non_target, bool(entry.get("new_lesions", False))))
     ids = [t.timepoint_id for t in out]
     if len(set(ids)) != len(ids):
         raise InputError(f"timepoint ids repeat: {ids}", "give each timepoint its own id")

@@ -1,0 +1,140 @@
+"""Segment every lesion at every timepoint: given boxes first, carried-over boxes elsewhere.
+
+A timepoint without a box for a lesion gets one the way a reader would draw it: the lesion's
+tight box on its widest slice at the nearest segmented timepoint, mapped through the
+registration of the two scans (SimpleITK, rigid then affine), then propagated in 3-D like a
+drawn box. The tracker later checks that the result really is the same lesion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from DTTLib.errors import InputError
+from DTTLib.imaging.volume import ImageVolume
+from DTTLib.pipeline.cache import StepCache
+from DTTLib.pipeline.case import BoxPrompt, CaseSpec, LesionSpec
+from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
+
+#: In-plane margin (mm) added around a carried-over lesion box, for growth and registration error.
+CARRY_MARGIN_MM = 3.0
+#: Bump when the segmentation or carry-over rules change.
+STEP_VERSION = 1
+
+
+@dataclass
+class LesionSegmentation:
+    lesion_id: str
+    timepoint_id: str
+    mask: np.ndarray  # uint8 (k, j, i) on that timepoint's image grid
+    box: VoxelBox
+    box_source: str  # "given" or "carried from t0 (registration)"
+    model: str
+    found: bool  # False when the model found nothing in the box
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+Progress = Callable[[str], None]
+
+
+def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
+    if prompt.space == "ijk":
+        return checked_box(VoxelBox(*(int(v) for v in prompt.coordinates)), image)
+    values = np.asarray(prompt.coordinates, float)
+    low, high = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
+    return voxel_box_from_ras(image, low, high)
+
+
+def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: dict[str, str],
+                 segmenter: Any, cache: StepCache, register: Callable[[ImageVolume, ImageVolume], Any],
+                 progress: Progress = lambda message: None) -> dict[tuple[str, str], LesionSegmentation]:
+    """All (lesion, timepoint) segmentations, computed or taken from the cache."""
+    results: dict[tuple[str, str], LesionSegmentation] = {}
+    order = [t.timepoint_id for t in case.timepoints]
+    registrations: dict[tuple[str, str], Any] = {}
+    for lesion in case.lesions:
+        given = {prompt.timepoint_id: prompt for prompt in lesion.boxes}
+        for timepoint_id in _visit_order(order, given):
+            image = images[timepoint_id]
+            if timepoint_id in given:
+                box, source = box_from_prompt(given[timepoint_id], image), "given"
+            else:
+                reference = _nearest_done(order, timepoint_id, {t for (l, t) in results if l == lesion.lesion_id})
+                previous = results[(lesion.lesion_id, reference)]
+                key = (reference, timepoint_id)
+                if key not in registrations:
+                    progress(f"registering {timepoint_id} to {reference}")
+                    registrations[key] = cache.get_or_compute(
+                        "register", {"fixed": image_digests[reference], "moving": image_digests[timepoint_id]},
+                        lambda: register(images[reference], image))
+                box = carried_box(previous, images[reference], image, registrations[key])
+                source = f"carried from {reference} (registration)"
+            progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
+            results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
+                "segment",
+                {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
+                 "model": getattr(segmenter, "name", type(segmenter).__name__)},
+                lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter))
+    return results
+
+
+def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,
+                registration: Any) -> VoxelBox:
+    """The previous lesion's tight box on its widest slice, mapped into ``target`` (2-D box)."""
+    mask = previous.mask
+    if not mask.any():
+        # nothing was found before: carry the box that was used, mapped the same way
+        corners_ijk = [(previous.box.i0, previous.box.j0, previous.box.k0), (previous.box.i1, previous.box.j1, previous.box.k1)]
+    else:
+        k = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
+        j, i = np.nonzero(mask[k])
+        corners_ijk = [(i.min(), j.min(), k), (i.max(), j.max(), k)]
+    corners_ras = [(reference.ijk_to_ras() @ np.array([*c, 1.0]))[:3] for c in corners_ijk]
+    mapped = np.asarray(registration.to_followup(corners_ras))
+    centre = mapped.mean(axis=0)
+    half = np.abs(mapped[1] - mapped[0]) / 2 + CARRY_MARGIN_MM
+    low, high = centre - half, centre + half
+    box = voxel_box_from_ras(target, low, high)
+    k_centre = int(round((target.ras_to_ijk() @ np.array([*centre, 1.0]))[2]))
+    k_centre = min(max(k_centre, 0), target.array.shape[0] - 1)
+    return VoxelBox(box.i0, box.j0, k_centre, box.i1, box.j1, k_centre)
+
+
+def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box: VoxelBox, source: str,
+                 segmenter: Any) -> LesionSegmentation:
+    import time  # noqa: PLC0415
+
+    from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
+
+    started = time.perf_counter()
+    result = propagate_box(image, box, segmenter)
+    mask = result.mask.astype(np.uint8)
+    found = bool(mask.any())
+    notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
+                              f"{'given' if source == 'given' else 'carried-over'} box — recorded as not found; check it"]
+    return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
+                              getattr(segmenter, "name", type(segmenter).__name__), found, notes,
+                              time.perf_counter() - started)
+
+
+def _visit_order(order: list[str], given: dict[str, BoxPrompt]) -> list[str]:
+    """Timepoints with a given box first, then outwards from them, so every carry has a source."""
+    if not given:
+        raise InputError("a lesion has no box", "give a box for at least one timepoint")
+    done: list[str] = [t for t in order if t in given]
+    remaining = [t for t in order if t not in given]
+    while remaining:
+        next_one = min(remaining, key=lambda t: min(abs(order.index(t) - order.index(d)) for d in done))
+        done.append(next_one)
+        remaining.remove(next_one)
+    return done
+
+
+def _nearest_done(order: list[str], timepoint_id: str, done: set[str]) -> str:
+    index = order.index(timepoint_id)
+    return min(done, key=lambda t: (abs(order.index(t) - index), order.index(t) > index))
