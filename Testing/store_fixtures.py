@@ -27,6 +27,10 @@ def pg_server():
     pgserver = pytest.importorskip("pgserver")
     folder = tempfile.mkdtemp(prefix="dtt-pg-")
     server = pgserver.get_server(folder, cleanup_mode="stop")
+    # A throw-away test cluster: no fsync, so the shutdown checkpoint at the end does not
+    # wait ~30 s on the shared disk (the store's own transactions are unchanged).
+    server.psql("ALTER SYSTEM SET fsync = off;")
+    server.psql("SELECT pg_reload_conf();")
     yield server
     server.cleanup()
     shutil.rmtree(folder, ignore_errors=True)

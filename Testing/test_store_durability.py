@@ -16,7 +16,7 @@ import pytest
 
 from DTTLib.errors import ResourceError
 from DTTLib.store import Embedding, Lesion, Measurement, open_store
-from store_fixtures import populate
+from store_fixtures import pg_server, pg_url, populate  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,27 @@ while True:
     i += 1
     if len(sys.argv) > 7 and i >= int(sys.argv[7]):
         break
+store.close()
+"""
+
+
+# A PostgreSQL writer: lesion + measurement (one transaction), a batch of 4 embeddings (one
+# COPY + one audit entry), and a similar search in between, so reads race the writes too.
+PG_WRITER = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from DTTLib.store import Embedding, Lesion, Measurement, open_store
+url, tag, patient_id, point_id, rounds = sys.argv[2:7]
+rng = np.random.default_rng(abs(hash(tag)) % 2**32)
+store = open_store(url)
+for i in range(int(rounds)):
+    lesion = Lesion(patient_id=patient_id, label=f"{tag}-{i}", organ="liver")
+    m = Measurement(lesion_id=lesion.id, timepoint_id=point_id, quantity="ld", value=float(i), unit="mm")
+    store.add_many([lesion, m], actor=tag)
+    store.add_embeddings([Embedding(lesion_id=lesion.id, timepoint_id=point_id,
+                                    vector=rng.standard_normal(48).astype(np.float32)) for _ in range(4)], actor=tag)
+    hits = store.similar(lesion.id, k=3)  # its own earlier lesions exist at least
+    assert len(hits) >= min(3, i) and lesion.id not in {h.lesion.id for h in hits}
 store.close()
 """
 
@@ -152,3 +173,26 @@ def test_read_only_store_refuses_writes_clearly(tmp_path):
         with pytest.raises(ResourceError, match="read-only"):
             s.add(Measurement(lesion_id=lesions[0].id, timepoint_id=point.id, quantity="ld", value=3, unit="mm"))
         assert s.find(Measurement) == [] and s.verify() == []
+
+
+def test_concurrent_postgres_writer_processes_keep_one_chain(pg_url, capsys):
+    from DTTLib.cli.main import main  # noqa: PLC0415
+    with open_store(pg_url) as s:
+        patient, point, _ = populate(s, lesions=1)
+    procs = [subprocess.Popen([sys.executable, "-c", PG_WRITER, str(REPO), pg_url, f"p{i}", patient.id,
+                               point.id, "12"], stderr=subprocess.PIPE) for i in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    with open_store(pg_url) as s:
+        assert {f"p{i}-{j}" for i in range(3) for j in range(12)} <= {l.label for l in s.find(Lesion)}
+        assert len(s.find(Measurement)) == 36
+        assert int(s._read("SELECT COUNT(*) AS n FROM embeddings")[0]["n"]) == 3 * 12 * 4
+        entries = list(s.audit_entries())
+        assert len(entries) == 1 + 3 * 12 * 2  # one per logical write, batches included
+        assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+        assert {e.actor for e in entries} == {"dtt", "p0", "p1", "p2"}
+        assert s.verify() == []
+    capsys.readouterr()
+    assert main(["store", "verify", "--db", pg_url]) == 0
+    assert "store OK" in capsys.readouterr().out

@@ -89,18 +89,60 @@ def test_verify_catches_an_index_that_claims_to_be_current_but_differs(tmp_path)
         assert any("vectors differ" in p for p in s.verify())
 
 
-def test_postgres_uses_an_hnsw_index(pg_url):
+def test_postgres_similar_search_plan_uses_the_hnsw_index(pg_url):
+    """EXPLAIN of the exact SQL ``similar`` issues, straight after a bulk load (no manual
+    ANALYZE, no planner switches): the partial HNSW index must serve the inner query."""
+    n, dim = 3000, 64
     with open_store(pg_url) as s:
-        _, _, lesions = populate(s, lesions=50)
-        s.add_embeddings([Embedding(lesion_id=l.id, vector=v) for l, v in zip(lesions, clustered(50, 32))])
-        s.similar(lesions[0].id, k=3)
+        _, point, lesions = populate(s, lesions=n, organs=("liver", "lung", "bone"))
+        vectors = clustered(n, dim, seed=3)
+        for i in range(0, n, 1000):
+            s.add_embeddings([Embedding(lesion_id=l.id, timepoint_id=point.id, vector=v)
+                              for l, v in zip(lesions[i:i + 1000], vectors[i:i + 1000])])
+        hits = s.similar(lesions[7].id, k=10)  # creates the index like a first search does
+        exact = [lesions[i].id for i in _exact(vectors, vectors[7], 11) if i != 7][:10]
+        assert len({h.lesion.id for h in hits} & set(exact)) >= 9
         names = [r["indexname"] for r in s._read("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")]
-        assert "embeddings_hnsw_appearance_32" in names
-        with s._tx() as cur:
-            cur.execute("SET LOCAL enable_sort = off")  # 50 rows: a sort would be cheaper otherwise
-            cur.execute("EXPLAIN SELECT e.id, (e.vector::vector(32)) <=> %s::vector(32) AS d FROM embeddings e "
-                        "JOIN lesions l ON l.id = e.lesion_id WHERE e.kind = 'appearance' AND e.dim = 32 "
-                        "ORDER BY d LIMIT 5", (s._vector_param(np.ones(32)),))
-            plan = " ".join(r["QUERY PLAN"] for r in cur.fetchall())
-        assert "embeddings_hnsw_appearance_32" in plan
+        assert f"embeddings_hnsw_appearance_{dim}" in names
+        for where in ({}, {"organ": "lung"}, {"modality": "CT", "patient": lesions[0].patient_id}):
+            sql, params, ef_search = s.nearest_query("appearance", dim, vectors[7], 44, where)
+            with s._tx() as cur:
+                cur.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+                cur.execute("EXPLAIN " + sql, params)
+                plan = "\n".join(r["QUERY PLAN"] for r in cur.fetchall())
+            assert f"Index Scan using embeddings_hnsw_appearance_{dim}" in plan, plan
+            assert "Seq Scan on embeddings" not in plan and "embeddings_kind" not in plan, plan
         assert s.vector_type == "vector"
+
+
+def test_large_index_answers_exactly_while_its_hnsw_graph_builds_after_reopen(tmp_path):
+    """Above the exact-search limit the graph is built in the background after opening; the
+    first search is not blocked on it (answered exactly), later ones use the graph."""
+    from DTTLib.store.sqlite_backend import EmbeddedStore  # noqa: PLC0415
+    path, n, dim = tmp_path / "s.sqlite", 600, 32
+    vectors = clustered(n, dim, seed=4)
+    with open_store(path) as s:
+        _, point, lesions = populate(s, lesions=n, organs=("liver", "lung"))
+        s.add_embeddings([Embedding(lesion_id=l.id, vector=v) for l, v in zip(lesions, vectors)])
+        assert not s.index("appearance", dim).uses_graph  # 600 × 32 is exact by default
+    with EmbeddedStore(path, exact_max_elements=10_000) as s:
+        index = s.index("appearance", dim)  # loaded from the saved arrays: no graph yet
+        assert index.uses_graph and not index.graph_ready and index._graph_rows == 0
+        first = s.similar(lesions[0].id, k=10)
+        exact = [lesions[i].id for i in _exact(vectors, vectors[0], 11) if i != 0][:10]
+        assert [h.lesion.id for h in first] == exact  # the exact answer, served during the build
+        assert index._job is not None
+        index._job.join(timeout=60)
+        recalls = []
+        for q in range(0, n, 60):
+            hits = s.similar(lesions[q].id, k=10)
+            truth = [lesions[i].id for i in _exact(vectors, vectors[q], 11) if i != q][:10]
+            recalls.append(len({h.lesion.id for h in hits} & set(truth)) / 10)
+        assert index.graph_ready and index._graph_rows == n
+        assert np.mean(recalls) >= 0.9
+        assert {h.lesion.organ for h in s.similar(lesions[0].id, k=5, organ="lung")} == {"lung"}
+        twin = Lesion(patient_id=lesions[0].patient_id, label="twin", organ="liver")
+        s.add(twin)
+        s.add_embeddings([Embedding(lesion_id=twin.id, vector=vectors[0] * 3)])
+        assert s.similar(lesions[0].id, k=1)[0].lesion.id == twin.id  # small tail: added at once
+        assert index._graph_rows == n + 1 and s.verify() == []

@@ -128,14 +128,18 @@ class SqlStore:
         for embedding in embeddings:
             embedding.validate()
         with self._tx() as cur:
-            sql = self._sql("INSERT INTO embeddings (id, lesion_id, timepoint_id, kind, model, dim, "
-                            "vector, created_at) VALUES (?, ?, ?, ?, ?, ?, " + self._vector_marker() + ", ?)")
-            cur.executemany(sql, [(e.id, e.lesion_id, e.timepoint_id, e.kind, e.model, e.dim,
-                                   self._vector_param(e.vector), e.created_at) for e in embeddings])
+            self._insert_embeddings(cur, embeddings)
             self._append_audit(cur, actor, "add_embeddings", component,
                                {"count": len(embeddings), "kinds": sorted({e.kind for e in embeddings})},
                                [[e.id, e.lesion_id, e.kind, e.vector] for e in embeddings])
         self._after_embeddings_written()
+
+    def _insert_embeddings(self, cur: Any, embeddings: Sequence[Embedding]) -> None:
+        """Insert the rows inside the caller's transaction (a backend may stream them)."""
+        sql = self._sql("INSERT INTO embeddings (id, lesion_id, timepoint_id, kind, model, dim, "
+                        "vector, created_at) VALUES (?, ?, ?, ?, ?, ?, " + self._vector_marker() + ", ?)")
+        cur.executemany(sql, [(e.id, e.lesion_id, e.timepoint_id, e.kind, e.model, e.dim,
+                               self._vector_param(e.vector), e.created_at) for e in embeddings])
 
     def _vector_marker(self) -> str:
         return "?"

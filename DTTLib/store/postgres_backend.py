@@ -10,6 +10,7 @@ the hash chain stays linear however many processes write.
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,10 +19,36 @@ import numpy as np
 from DTTLib.errors import InputError, MissingDependencyError, ResourceError
 from DTTLib.store import migrations
 from DTTLib.store.base import SqlStore
-from DTTLib.store.records import EMBEDDING_KINDS, utc_now
+from DTTLib.store.records import EMBEDDING_KINDS, Embedding, utc_now
 
 MIGRATION_LOCK = 727_274_001  # pg_advisory_xact_lock key: one migrator at a time
 EXTENSIONS = ("vector", "ruvector")
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_NULL = struct.pack("!i", -1)
+
+
+def _text_field(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    data = value.encode()
+    return struct.pack("!i", len(data)) + data
+
+
+def _binary_copy(embeddings: Sequence[Embedding]) -> bytes:
+    """PostgreSQL binary COPY data for the 8 embedding columns (text, int4, pgvector)."""
+    parts = [_COPY_HEADER]
+    field_count = struct.pack("!h", 8)
+    for e in embeddings:
+        dim = e.dim
+        vector = np.ascontiguousarray(e.vector, dtype=">f4").tobytes()
+        parts += [field_count, _text_field(e.id), _text_field(e.lesion_id), _text_field(e.timepoint_id),
+                  _text_field(e.kind), _text_field(e.model), struct.pack("!ii", 4, dim),
+                  struct.pack("!ihh", 4 + len(vector), dim, 0), vector, _text_field(e.created_at)]
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
 
 
 def _redact(url: str) -> str:
@@ -51,9 +78,13 @@ class ServerStore(SqlStore):
         self.location = _redact(url)
         self.ef_search = ef_search
         self._indexed: set[tuple[str, int]] = set()
+        self._rows_written = 0
         try:
+            # autocommit: a read is one round trip; every write still runs in an explicit
+            # transaction (``conn.transaction()`` in ``_tx``).
             self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
-                                        kwargs={"row_factory": dict_row}, timeout=30)
+                                        kwargs={"row_factory": dict_row, "autocommit": True},
+                                        configure=self._configure, timeout=30)
             self._pool.wait(timeout=30)
         except Exception as error:  # noqa: BLE001 - pool errors vary by cause
             raise ResourceError(f"cannot connect to PostgreSQL at {self.location}: {error}",
@@ -62,6 +93,11 @@ class ServerStore(SqlStore):
         self._migrate()
 
     # -- plumbing -----------------------------------------------------------------------------
+    def _configure(self, conn: Any) -> None:
+        """Per new connection: the HNSW search breadth (pgvector's GUC; a harmless placeholder
+        setting on a server whose extension does not define it)."""
+        conn.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")
+
     def _map_error(self, error: Exception) -> Exception:
         errors = self._psycopg.errors
         if isinstance(error, self._psycopg.IntegrityError):
@@ -108,6 +144,43 @@ class ServerStore(SqlStore):
         if isinstance(value, str):
             return np.array(value.strip("[]").split(","), dtype=np.float32)
         return np.asarray(value, np.float32)
+
+    def _insert_embeddings(self, cur: Any, embeddings: Sequence[Embedding]) -> None:
+        """One ``COPY … FROM STDIN`` stream per batch, inside the caller's transaction.
+
+        pgvector: binary COPY (``vector_recv`` format: int16 dim, int16 0, dim big-endian
+        float4), built with numpy, so no float is formatted as text. Another extension
+        (ruvector-postgres) gets text COPY, one stream all the same.
+        """
+        self._rows_written += len(embeddings)
+        columns = "(id, lesion_id, timepoint_id, kind, model, dim, vector, created_at)"
+        if self.vector_type == "vector":
+            with cur.copy(f"COPY embeddings {columns} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_binary_copy(embeddings))
+            return
+        with cur.copy(f"COPY embeddings {columns} FROM STDIN") as copy:
+            for e in embeddings:
+                copy.write_row((e.id, e.lesion_id, e.timepoint_id, e.kind, e.model, e.dim,
+                                self._vector_param(e.vector), e.created_at))
+
+    def _after_embeddings_written(self) -> None:
+        """Keep the planner's row estimate for ``embeddings`` honest after bulk loads.
+
+        Right after a load and before autovacuum gets to it (its ANALYZE also waits for an
+        index build), the table's statistics say "empty": the planner then prefers the
+        btree + sort, a distance for every vector, over the HNSW index (EXPLAIN after a 3k-row
+        load; the earlier 71 ms p50 at 20k × 1152 is that cost, ~5 ms with the index). When
+        a batch adds ≥ 10 % of the rows the planner
+        knows of, ``ANALYZE`` the small columns (not the vectors: ~40–60 ms at 20k rows).
+        The planner scales the row count with the table's size after that by itself.
+        """
+        written, self._rows_written = self._rows_written, 0
+        if not written:
+            return
+        rows = self._read("SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass")
+        if rows and written >= 0.1 * max(float(rows[0]["reltuples"]), 0.0):
+            with self._connection() as conn:
+                conn.execute("ANALYZE embeddings (kind, dim, lesion_id, timepoint_id)")
 
     def close(self) -> None:
         if getattr(self, "_pool", None) is not None:
@@ -162,13 +235,27 @@ class ServerStore(SqlStore):
                 conn.commit()
         self._indexed.add((kind, dim))
 
-    def _nearest(self, kind: str, dim: int, query: np.ndarray, k: int,
-                 where: dict[str, str]) -> list[tuple[str, str, float]]:
+    def nearest_query(self, kind: str, dim: int, query: np.ndarray, k: int,
+                      where: dict[str, str]) -> tuple[str, list[Any], int]:
+        """The similar-search SQL, its parameters and the ``hnsw.ef_search`` it needs.
+
+        Shape chosen so the planner can use the partial HNSW index (checked with
+        ``EXPLAIN (ANALYZE, BUFFERS)`` at 20k × 1152, see docs/PERFORMANCE.md):
+
+        * the inner query is ``indexed expression <=> $1::vector(dim) ORDER BY … LIMIT n`` on
+          ``embeddings`` alone, the one shape an HNSW index scan serves; joins and the
+          patient / organ / modality filters apply to its candidates afterwards;
+        * ``kind`` (allow-listed) and ``dim`` (int) are literals, so the index predicate
+          ``kind = '…' AND dim = …`` is provable for a generic (prepared) plan too;
+        * the parameter is cast to ``vector(dim)``, the indexed expression's type, so the
+          ``vector_cosine_ops`` operator class applies.
+
+        pgvector 0.6 filters *after* the index scan and returns at most ``ef_search`` rows,
+        so a filtered search over-fetches ``n`` = 2 × the candidates wanted and raises
+        ``ef_search`` to ``n``; the caller widens the search when filters leave too few.
+        """
         if kind not in EMBEDDING_KINDS:
-            return []
-        self.ensure_vector_index(kind, dim)
-        # kind (allow-listed) and dim (int) are literals: the partial HNSW index's predicate
-        # must be provable at plan time, which a generic plan with parameters cannot do.
+            raise InputError(f"unknown embedding kind {kind!r}", f"use one of {', '.join(EMBEDDING_KINDS)}")
         vtype, dim = self.vector_type, int(dim)
         clauses: list[str] = []
         params: list[Any] = [self._vector_param(query)]
@@ -176,20 +263,31 @@ class ServerStore(SqlStore):
             if key in where:
                 clauses.append(f"AND {column} = %s")
                 params.append(where[key])
-        # The inner query is "indexed expression <=> constant ORDER BY … LIMIT" on embeddings
-        # alone, the shape the HNSW index serves; joins and filters apply to its candidates
-        # (over-fetched when filtering, as pgvector 0.6 filters after the index scan).
-        inner = min(int(k) * (8 if clauses else 1), 1000)
+        inner = min(int(k) * (2 if clauses else 1), 1000)
+        joins = "JOIN lesions l ON l.id = c.lesion_id "
+        if "modality" in where:
+            joins += ("LEFT JOIN timepoints t ON t.id = c.timepoint_id "
+                      "LEFT JOIN studies s ON s.id = t.study_id ")
         sql = (f"SELECT c.id, c.lesion_id, c.d FROM (SELECT e.id, e.lesion_id, e.timepoint_id, "
                f"(e.vector::{vtype}({dim})) <=> %s::{vtype}({dim}) AS d FROM embeddings e "
                f"WHERE e.kind = '{kind}' AND e.dim = {dim} ORDER BY d LIMIT {inner}) c "
-               f"JOIN lesions l ON l.id = c.lesion_id "
-               f"LEFT JOIN timepoints t ON t.id = c.timepoint_id LEFT JOIN studies s ON s.id = t.study_id "
-               f"WHERE TRUE {' '.join(clauses)} ORDER BY c.d LIMIT {int(k)}")
-        with self._tx() as cur:
-            cur.execute(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, inner)}")
-            cur.execute(sql, params)
-            return [(r["id"], r["lesion_id"], float(r["d"])) for r in cur.fetchall()]
+               f"{joins}WHERE TRUE {' '.join(clauses)} ORDER BY c.d LIMIT {int(k)}")
+        return sql, params, max(self.ef_search, inner)
+
+    def _nearest(self, kind: str, dim: int, query: np.ndarray, k: int,
+                 where: dict[str, str]) -> list[tuple[str, str, float]]:
+        if kind not in EMBEDDING_KINDS:
+            return []
+        self.ensure_vector_index(kind, dim)
+        sql, params, ef_search = self.nearest_query(kind, dim, query, k, where)
+        with self._connection() as conn:
+            if ef_search != self.ef_search:  # the session default is set on connect
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+                    rows = conn.execute(sql, params).fetchall()
+            else:
+                rows = conn.execute(sql, params).fetchall()
+        return [(r["id"], r["lesion_id"], float(r["d"])) for r in rows]
 
     def _verify_backend(self) -> list[str]:
         problems = []

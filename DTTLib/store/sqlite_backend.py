@@ -22,7 +22,7 @@ from DTTLib.errors import InputError, ResourceError
 from DTTLib.store import migrations
 from DTTLib.store.base import FILTER_JOIN, SqlStore
 from DTTLib.store.records import utc_now
-from DTTLib.store.vector_index import IndexStamp, VectorIndex
+from DTTLib.store.vector_index import EXACT_MAX_ELEMENTS, IndexStamp, VectorIndex
 
 BUSY_TIMEOUT_MS = 30_000
 SAVE_AFTER_APPENDED = 1000
@@ -61,11 +61,14 @@ class EmbeddedStore(SqlStore):
 
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, readonly: bool = False, ef_search: int = 64) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, ef_search: int = 64,
+                 exact_max_elements: int = EXACT_MAX_ELEMENTS, background_build: bool = True) -> None:
         self.path = Path(path).expanduser().resolve()
         self.location = str(self.path)
         self.readonly = readonly
         self.ef_search = ef_search
+        # exact search up to this many stored floats, HNSW above (see vector_index.py)
+        self._index_options = {"exact_max_elements": exact_max_elements, "background": background_build}
         self.index_dir = self.path.with_name(self.path.name + ".index")
         self._indexes: dict[tuple[str, int], VectorIndex] = {}
         self._unsaved: dict[tuple[str, int], int] = {}
@@ -187,7 +190,7 @@ class EmbeddedStore(SqlStore):
         with self._snapshot():
             stamp = self._stamp(kind, dim)
             if index is None:
-                index = VectorIndex.load(self._index_path(kind, dim))
+                index = VectorIndex.load(self._index_path(kind, dim), **self._index_options)
                 if index is not None and index.dim != dim:
                     index = None
             if index is not None and index.stamp == stamp:
@@ -204,7 +207,7 @@ class EmbeddedStore(SqlStore):
             else:
                 index = None
             if index is None:
-                index = VectorIndex(dim, ef_search=self.ef_search)
+                index = VectorIndex(dim, ef_search=self.ef_search, **self._index_options)
                 index.add(*self._rows_after(kind, dim, 0, stamp.max_seq))
                 index.stamp = stamp
                 self._unsaved[key] = SAVE_AFTER_APPENDED

@@ -1,4 +1,4 @@
-"""The embedded store's vector index: a ``ruvector`` HNSW ``Collection`` derived from SQLite.
+"""The embedded store's vector index: exact search or a ``ruvector`` HNSW graph, derived from SQLite.
 
 SQLite is the system of record; this index is a cache of it. Each index file carries the
 *stamp* of the table state it reflects (deletion generation, highest embedding ``seq``,
@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,30 @@ import numpy as np
 from DTTLib.errors import MissingDependencyError, ResourceError
 
 FORMAT = "dtt-vector-index-1"
+# Exact search up to this many stored floats (rows × dim), HNSW above. Measured exact k=10
+# latency at 1152-d on the shared 2-core machine (benchmarks/store_search.py, p50):
+# 5k rows ≈ 1 ms, 10k rows 1.8–5 ms (depending on the other jobs), 20k rows 9–15 ms.
+# 8 M floats (≈ 7k rows of 1152-d) keeps the whole similar search under the 5 ms p50
+# target with room for the SQL around it; beyond it an HNSW search (≈ 0.4 ms) wins.
+EXACT_MAX_ELEMENTS = 8_000_000
+# Rows appended to a built graph that are inserted during the search that finds them;
+# more than this are added in the background (ruvector inserts ~1k rows/s of 1152-d here).
+SYNC_TAIL_ROWS = 256
+BLOCK_ELEMENTS = 196_608  # floats per matrix-vector block in exact search (see _dot_rows)
+
+
+def _dot_rows(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``vectors @ q`` in blocks small enough that OpenBLAS keeps each in one thread.
+
+    One big ``sgemv`` is split across BLAS threads; on a busy machine a thread that is not
+    scheduled stalls the call for a whole time slice (measured: 12.0 ms flat for 10k × 1152
+    instead of 1.8 ms in blocks). The work is memory-bound, so one thread loses nothing.
+    """
+    out = np.empty(len(vectors), np.float32)
+    step = max(1, BLOCK_ELEMENTS // max(1, vectors.shape[1]))
+    for start in range(0, len(vectors), step):
+        np.matmul(vectors[start:start + step], q, out=out[start:start + step])
+    return out
 
 
 @dataclass(frozen=True)
@@ -41,16 +66,39 @@ def _collection_class() -> Any:
 
 
 class VectorIndex:
-    """HNSW (cosine) over one (kind, dim) of embeddings; metadata carries the filter fields."""
+    """Nearest rows of one (kind, dim) of embeddings, cosine; metadata carries the filter fields.
 
-    def __init__(self, dim: int, *, m: int = 16, ef_construction: int = 100, ef_search: int = 64) -> None:
+    Two ways to answer, chosen by size (measured, docs/PERFORMANCE.md "Store"):
+
+    * **exact** — one float32 matrix-vector product over the stored vectors. Below
+      ``exact_max_elements`` (rows × dim; 8 M ≈ 7k rows of 1152-d) it is within the
+      latency target by itself (≈ 1–3 ms p50 on the 2-core test machine), exact
+      (recall 1.0), and needs no graph, so opening a store never waits for a build;
+    * **HNSW** (``ruvector``) above that. ruvector 0.1.4's ``HnswIndex`` has no on-disk
+      graph (``Collection.save`` stores the raw vectors; ``load`` re-inserts them), so the
+      graph is built from the saved arrays after opening. It is built in a background thread
+      (ruvector releases the GIL) while searches are answered exactly; once it is ready,
+      searches use it, and rows appended later are added to it (small tails at once, large
+      ones in the background again).
+    """
+
+    def __init__(self, dim: int, *, m: int = 16, ef_construction: int = 100, ef_search: int = 64,
+                 exact_max_elements: int = EXACT_MAX_ELEMENTS, background: bool = True) -> None:
         self.dim = dim
         self._params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
-        self._collection = _collection_class().create(dim, metric="cosine", **self._params)
+        self.exact_max_elements = exact_max_elements
+        self.background = background
         self.seqs = np.zeros(0, np.int64)
         self.vectors = np.zeros((0, dim), np.float32)
+        self._inv_norms = np.zeros(0, np.float32)
         self.metadata: list[dict[str, Any]] = []
+        self._columns: dict[str, np.ndarray] = {}
         self.stamp = IndexStamp(0, 0, 0)
+        self._lock = threading.Lock()
+        self._graph: Any = None  # a ruvector Collection over the first _graph_rows rows
+        self._graph_rows = 0
+        self._job: threading.Thread | None = None
+        self._job_error: BaseException | None = None
 
     def __len__(self) -> int:
         return int(self.seqs.size)
@@ -62,28 +110,114 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(seqs), self.dim)
         metas = [{**{k: v for k, v in meta.items() if v is not None}, "seq": int(seq)}
                  for seq, meta in zip(seqs, metadata)]
-        self._collection.insert_batch(vectors, metadatas=metas)
+        norms = np.linalg.norm(vectors, axis=1)
+        # New arrays, never resized in place: a background graph build keeps reading its own.
         self.seqs = np.concatenate([self.seqs, np.asarray(seqs, np.int64)])
         self.vectors = np.concatenate([self.vectors, vectors]) if len(self.vectors) else vectors.copy()
-        self.metadata.extend(metas)
+        self._inv_norms = np.concatenate([self._inv_norms, (1.0 / np.maximum(norms, 1e-30)).astype(np.float32)])
+        self.metadata = self.metadata + metas
+        self._columns = {}
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether this many rows are searched with HNSW rather than exactly."""
+        return len(self) * self.dim > self.exact_max_elements
+
+    @property
+    def graph_ready(self) -> bool:
+        return self._graph is not None and (self._job is None or not self._job.is_alive())
 
     def search(self, query: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[tuple[int, float]]:
         """(seq, cosine distance) of the ``k`` nearest rows matching ``where`` exactly."""
         if len(self) == 0:
             return []
         k = max(1, min(k, len(self)))
-        hits = self._collection.search(np.asarray(query, np.float32), k, filter=where or None)
+        if not self.uses_graph:
+            return self._exact_search(query, k, where)
+        graph = self._current_graph()
+        if graph is None:  # being built in the background: answer exactly meanwhile
+            return self._exact_search(query, k, where)
+        hits = graph.search(np.asarray(query, np.float32), k, filter=where or None)
         return [(int(hit.metadata["seq"]), float(hit.score)) for hit in hits]
+
+    def build_graph(self) -> None:
+        """Bring the HNSW graph up to every row now, in this thread (benchmarks, warm-up)."""
+        if self._job is not None:
+            self._job.join()
+        self._extend_graph(len(self))
+        self._raise_job_error()
+
+    def _current_graph(self) -> Any:
+        """The graph when it covers every row; else None after starting work on it."""
+        if self._job is not None:
+            if self._job.is_alive():
+                return None
+            self._job = None
+            self._raise_job_error()
+        behind = len(self) - self._graph_rows
+        if behind == 0:
+            return self._graph
+        if not self.background or (self._graph is not None and behind <= SYNC_TAIL_ROWS):
+            self._extend_graph(len(self))
+            return self._graph
+        self._job = threading.Thread(target=self._extend_graph_safely, args=(len(self),),
+                                     name="dtt-hnsw-build", daemon=True)
+        self._job.start()
+        return None
+
+    def _extend_graph_safely(self, upto: int) -> None:
+        try:
+            self._extend_graph(upto)
+        except BaseException as error:  # noqa: BLE001 - handed to the searching thread
+            self._job_error = error
+
+    def _raise_job_error(self) -> None:
+        error, self._job_error = self._job_error, None
+        if error is not None:
+            raise error
+
+    def _extend_graph(self, upto: int) -> None:
+        vectors, metadata = self.vectors, self.metadata  # this thread's own references
+        graph = self._graph
+        if graph is None:
+            graph = _collection_class().create(self.dim, metric="cosine", **self._params)
+        start = self._graph_rows
+        if upto > start:
+            graph.insert_batch(np.ascontiguousarray(vectors[start:upto]), metadatas=metadata[start:upto])
+        with self._lock:
+            self._graph, self._graph_rows = graph, upto
+
+    def _column(self, key: str) -> np.ndarray:
+        column = self._columns.get(key)
+        if column is None:
+            column = np.array([meta.get(key) for meta in self.metadata], dtype=object)
+            self._columns[key] = column
+        return column
+
+    def _exact_search(self, query: np.ndarray, k: int, where: dict[str, Any] | None) -> list[tuple[int, float]]:
+        q = np.asarray(query, np.float32).ravel()
+        q_norm = max(float(np.linalg.norm(q)), 1e-30)
+        vectors, inv_norms, seqs = self.vectors, self._inv_norms, self.seqs
+        rows = None
+        if where:
+            mask = np.ones(len(seqs), bool)
+            for key, value in where.items():
+                mask &= self._column(key) == value
+            rows = np.flatnonzero(mask)
+            if rows.size == 0:
+                return []
+            vectors, inv_norms, seqs = vectors[rows], inv_norms[rows], seqs[rows]
+        distance = 1.0 - _dot_rows(vectors, q) * inv_norms / q_norm
+        k = min(k, distance.size)
+        top = np.argpartition(distance, k - 1)[:k] if k < distance.size else np.arange(distance.size)
+        top = top[np.argsort(distance[top], kind="stable")]
+        return [(int(seqs[i]), float(distance[i])) for i in top]
 
     def exact(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Brute-force cosine k-NN over the same rows: the reference for recall checks."""
         if len(self) == 0:
             return []
-        q = np.asarray(query, np.float32)
-        norms = np.linalg.norm(self.vectors, axis=1) * np.linalg.norm(q)
-        distance = 1.0 - (self.vectors @ q) / np.maximum(norms, 1e-30)
-        order = np.argsort(distance)[:k]
-        return [(int(self.seqs[i]), float(distance[i])) for i in order]
+        return self._exact_search(query, min(k, len(self)), None)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -108,13 +242,16 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path) -> "VectorIndex | None":
-        """The saved index, or None when missing or unreadable (the caller rebuilds)."""
+    def load(cls, path: Path, **options: Any) -> "VectorIndex | None":
+        """The saved index, or None when missing or unreadable (the caller rebuilds).
+
+        Loading reads the arrays only (seconds → milliseconds); the HNSW graph, where the
+        size calls for one, is built when searches start (see the class docstring)."""
         saved = cls.read(path)
         if saved is None:
             return None
-        index = cls(saved.dim, **saved.params)
-        index.add(saved.seqs, saved.vectors, saved.metadata)
+        index = cls(saved.dim, **saved.params, **options)
+        index.add(saved.seqs, saved.vectors, saved.metadata)  # arrays only: no graph yet
         index.stamp = saved.stamp
         return index
 
