@@ -8,7 +8,11 @@
    (2 folds by patient: learn the stretch factor on one fold, measure on the other).
 2. Mouse LLC volumes (Benzekry 2014): fit every model to every mouse, rank models by AIC.
 
-Run:  .venv/bin/python benchmarks/growth_validation.py --limit 120
+Forecasts are tuned (blend weights, interval spread and quantiles, stretch factors) on a fixed
+half of the patients (CRC32 of the id) and reported on the other half; the mirror image gives a
+cross-fitted figure for all patients, and leave-one-study-out shows the spread between trials.
+
+Run:  nice -n 10 .venv/bin/python benchmarks/growth_validation.py --write-calibration --json out.json
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 import platform
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from DTTLib.growth.fit import FitOptions, fit_series  # noqa: E402
+from DTTLib.growth.fit import FitOptions, SeriesFit, fit_series  # noqa: E402
 from DTTLib.growth.models import model_names  # noqa: E402
 from DTTLib.growth.priors import PopulationPrior  # noqa: E402
 from DTTLib.growth.series import Series, clean_series  # noqa: E402
-from DTTLib.growth.uncertainty import calibrate, prediction_intervals  # noqa: E402
+from DTTLib.growth.uncertainty import Calibration, calibrate, learn_blend, prediction_intervals  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "growth"
 if not DATA.exists():
@@ -62,13 +67,68 @@ def _train(s: Series) -> Series:
     return clean_series(s.name, s.t[:-1], s.y[:-1], s.unit)
 
 
-def _stats(err: list[float]) -> tuple[float, float]:
+def _stats(err) -> tuple[float, float]:
     a = np.asarray(err, float)
-    return float(np.median(a)), float(np.mean(a))
+    return (float(np.median(a)), float(np.mean(a))) if a.size else (math.nan, math.nan)
+
+
+def load_studies(path: Path) -> dict[str, str]:
+    with open(path, newline="") as fh:
+        return {r["patient"]: r["study_arm"].split("_Arm")[0] for r in csv.DictReader(fh)}
+
+
+def split_half(name: str) -> int:
+    """Fixed patient split, independent of the data: 0 = tuning half, 1 = held-out half."""
+    return zlib.crc32(name.encode()) % 2
+
+
+def _ens_point(sf: SeriesFit, t: float) -> float:
+    """Plain Akaike-ensemble forecast; unfittable training series fall back to LOCF (counted)."""
+    m = sf.predict_mean([t])[0] if sf.series.status != "too few points" else math.nan
+    return float(m) if np.isfinite(m) else float(sf.series.y[-1])
+
+
+def _row(err, locf_err) -> dict:
+    md, mn = _stats(err)
+    lmd, lmn = _stats(locf_err)
+    return {"n": int(len(err)), "median_abs_err_mm": md, "mean_abs_err_mm": mn, "locf_median_mm": lmd,
+            "locf_mean_mm": lmn}
+
+
+def _intervals(fl, idx, tgt_t, tgt_y, cal: Calibration) -> dict:
+    """Coverage / width of the calibrated intervals on patients ``idx``."""
+    c80 = c95 = 0
+    widths, ws, n_ev = [], [], 0
+    for i in idx:
+        sf = fl[i]
+        if not sf.series.n:
+            continue
+        iv = prediction_intervals(sf, [tgt_t[i]], cal)
+        if not np.isfinite(iv.lo80[0]):
+            continue
+        n_ev += 1
+        c80 += iv.lo80[0] <= tgt_y[i] <= iv.hi80[0]
+        c95 += iv.lo95[0] <= tgt_y[i] <= iv.hi95[0]
+        widths.append(iv.hi80[0] - iv.lo80[0])
+        ws.append(float(iv.weight_last[0]))
+    return {"n": n_ev, "coverage80": c80 / max(n_ev, 1), "coverage95": c95 / max(n_ev, 1),
+            "median_width80_mm": float(np.median(widths)) if widths else math.nan,
+            "median_weight_last": float(np.median(ws)) if ws else math.nan}
+
+
+def _learn(fl, idx, tgt_t, tgt_y) -> Calibration:
+    cases = [(fl[i], tgt_t[i], tgt_y[i]) for i in idx]
+    return learn_blend(cases, base=calibrate(cases))
+
+
+def _draw_only(cal: Calibration) -> Calibration:
+    return Calibration(cal.s80, cal.s95, cal.n_cases, cal.raw_coverage80, cal.raw_coverage95)
 
 
 def trial_benchmark(limit: int | None, starts: int, models: list[str], prior_max_n: int) -> dict:
-    series = [s for s in load_trial(DATA / "laleh2022_studies1-3_sld.csv") if s.n >= 4]
+    path = DATA / "laleh2022_studies1-3_sld.csv"
+    studies = load_studies(path)
+    series = [s for s in load_trial(path) if s.n >= 4]
     n_all = len(series)
     if limit and limit < len(series):  # evenly spaced, so all three studies are represented
         idx = np.linspace(0, len(series) - 1, limit).round().astype(int)
@@ -87,70 +147,112 @@ def trial_benchmark(limit: int | None, starts: int, models: list[str], prior_max
         else:
             pfits.append(sf)
     t_all = time.perf_counter() - t0
+    N = len(series)
     tgt_t = np.array([s.t[-1] for s in series])
     tgt_y = np.array([s.y[-1] for s in series])
     locf = np.array([sf.series.y[-1] for sf in fits])
-    res: dict = {"n_patients_eligible": n_all, "n_patients": len(series),
-                 "fit_seconds": round(t_fit, 1), "total_fit_seconds": round(t_all, 1)}
-
-    def ens_pred(fl):
-        out = []
-        for sf, t in zip(fl, tgt_t):
-            m = sf.predict_mean([t])[0] if sf.series.status != "too few points" else math.nan
-            out.append(m if np.isfinite(m) else sf.series.y[-1])  # unfittable → LOCF, counted
-        return np.array(out)
-
-    rows = {}
     locf_err = np.abs(locf - tgt_y)
-    rows["LOCF"] = (len(series), *_stats(locf_err), *_stats(locf_err))
-    for name, fl in (("ensemble", fits), ("ensemble + population prior", pfits)):
-        e = np.abs(ens_pred(fl) - tgt_y)
-        rows[name] = (len(series), *_stats(e), *_stats(locf_err))
-    for m in models:
-        e, le = [], []
-        for sf, t, y, l in zip(fits, tgt_t, tgt_y, locf):
-            f = sf.fits.get(m)
-            if f is None or not np.isfinite(f.rss):
-                continue
-            p = float(f.predict([t], sf.exposure)[0])
-            if np.isfinite(p):
-                e.append(abs(p - y))
-                le.append(abs(l - y))
-        if e:
-            rows[m] = (len(e), *_stats(e), *_stats(le))
-    res["forecast"] = {k: {"n": v[0], "median_abs_err_mm": v[1], "mean_abs_err_mm": v[2],
-                           "locf_median_mm": v[3], "locf_mean_mm": v[4]} for k, v in rows.items()}
-    res["n_fallback_locf"] = int(sum(1 for sf in fits if not sf.fits or sf.selected is None))
+    half = np.array([split_half(s.name) for s in series])
+    study = np.array([studies[s.name] for s in series])
+    A, B = np.flatnonzero(half == 0), np.flatnonzero(half == 1)
+    res: dict = {"n_patients_eligible": n_all, "n_patients": N, "n_tuning_half": int(A.size),
+                 "n_heldout_half": int(B.size), "fit_seconds": round(t_fit, 1), "total_fit_seconds": round(t_all, 1),
+                 "n_per_study": {str(k): int(np.sum(study == k)) for k in sorted(set(study))}}
+    ens = np.array([_ens_point(sf, t) for sf, t in zip(fits, tgt_t)])
+    pens = np.array([_ens_point(sf, t) for sf, t in zip(pfits, tgt_t)])
 
-    # calibration, cross-fitted by patient
-    for label, fl in (("ensemble", fits), ("ensemble + population prior", pfits)):
-        folds = np.arange(len(fl)) % 2
-        cov80 = cov95 = raw80 = raw95 = 0
-        widths, n_ev, cals = [], 0, []
-        for k in (0, 1):
-            train_cases = [(sf, t, y) for sf, t, y, f in zip(fl, tgt_t, tgt_y, folds) if f != k]
-            cal = calibrate(train_cases)
-            cals.append(cal.to_dict())
-            for sf, t, y, f in zip(fl, tgt_t, tgt_y, folds):
-                if f != k or not sf.fits:
+    # the stacked forecast: learned on the tuning half, applied to the held-out half (and the
+    # mirror image, B → A, so every patient also gets one out-of-sample forecast)
+    cal_A, cal_B = _learn(pfits, A, tgt_t, tgt_y), _learn(pfits, B, tgt_t, tgt_y)
+    calp_A = _learn(fits, A, tgt_t, tgt_y)
+
+    def blended(fl, cal_for):
+        out = np.full(N, np.nan)
+        for i in range(N):
+            sf = fl[i]
+            out[i] = prediction_intervals(sf, [tgt_t[i]], cal_for(i), n_draws=2).mean[0] if sf.series.n else locf[i]
+            if not np.isfinite(out[i]):
+                out[i] = locf[i]
+        return out
+
+    cross = lambda i: cal_A if half[i] == 1 else cal_B  # noqa: E731 - learned on the other half
+    bl = blended(pfits, cross)
+    bl_plain = blended(fits, lambda i: calp_A)
+    fc: dict = {}
+    for label, sel in (("held-out half", B), ("all patients (cross-fitted halves)", np.arange(N))):
+        rows = {"LOCF": _row(locf_err[sel], locf_err[sel]),
+                "ensemble": _row(np.abs(ens - tgt_y)[sel], locf_err[sel]),
+                "ensemble + population prior": _row(np.abs(pens - tgt_y)[sel], locf_err[sel]),
+                "blend (ensemble + prior, shrunk to last value)": _row(np.abs(bl - tgt_y)[sel], locf_err[sel])}
+        if label == "held-out half":
+            rows["blend without prior (tuned on plain ensemble)"] = _row(np.abs(bl_plain - tgt_y)[sel], locf_err[sel])
+        for m in models:
+            e, le = [], []
+            for i in sel:
+                f = fits[i].fits.get(m)
+                if f is None or not np.isfinite(f.rss):
                     continue
-                iv = prediction_intervals(sf, [t], cal)
-                ivr = prediction_intervals(sf, [t])
-                if not np.isfinite(iv.lo80[0]):
-                    continue
-                n_ev += 1
-                cov80 += iv.lo80[0] <= y <= iv.hi80[0]
-                cov95 += iv.lo95[0] <= y <= iv.hi95[0]
-                raw80 += ivr.lo80[0] <= y <= ivr.hi80[0]
-                raw95 += ivr.lo95[0] <= y <= ivr.hi95[0]
-                widths.append(iv.hi80[0] - iv.lo80[0])
-        res.setdefault("intervals", {})[label] = {
-            "n": n_ev, "raw_coverage80": raw80 / max(n_ev, 1), "raw_coverage95": raw95 / max(n_ev, 1),
-            "calibrated_coverage80": cov80 / max(n_ev, 1), "calibrated_coverage95": cov95 / max(n_ev, 1),
-            "median_width80_mm": float(np.median(widths)) if widths else math.nan, "calibration": cals}
-    res["calibration_all"] = calibrate([(sf, t, y) for sf, t, y in zip(pfits, tgt_t, tgt_y)]).to_dict()
+                p = float(f.predict([tgt_t[i]], fits[i].exposure)[0])
+                if np.isfinite(p):
+                    e.append(abs(p - tgt_y[i]))
+                    le.append(locf_err[i])
+            if e:
+                rows[m] = _row(e, le)
+        fc[label] = rows
+    res["forecast"] = fc
+    res["n_fallback_locf"] = int(sum(1 for sf in fits if not sf.fits or sf.selected is None))
+    res["excluded_fits"] = _exclusion_counts(fits, models)
+
+    # leave one study out: learn on two studies, forecast the third (a proxy for new trials)
+    loso = {}
+    for st_out in sorted(set(study)):
+        tr, te = np.flatnonzero(study != st_out), np.flatnonzero(study == st_out)
+        cal = _learn(pfits, tr, tgt_t, tgt_y)
+        b = np.array([prediction_intervals(pfits[i], [tgt_t[i]], cal, n_draws=2).mean[0] for i in te])
+        b = np.where(np.isfinite(b), b, locf[te])
+        loso[st_out] = {"forecast": _row(np.abs(b - tgt_y[te]), locf_err[te]),
+                        "intervals": _intervals(pfits, te, tgt_t, tgt_y, cal), "beta": cal.blend["beta"]}
+    res["leave_one_study_out"] = loso
+
+    # intervals on the held-out half (learned on the tuning half), and cross-fitted on all
+    iv = {}
+    iv["held-out half: blend, residual intervals"] = _intervals(pfits, B, tgt_t, tgt_y, cal_A)
+    iv["held-out half: ensemble + prior, draw intervals (previous method)"] = _intervals(pfits, B, tgt_t, tgt_y, _draw_only(cal_A))
+    iv["held-out half: blend without prior"] = _intervals(fits, B, tgt_t, tgt_y, calp_A)
+    ivA = _intervals(pfits, A, tgt_t, tgt_y, cal_B)
+    ivB = iv["held-out half: blend, residual intervals"]
+    iv["all patients: blend, cross-fitted halves"] = {
+        "n": ivA["n"] + ivB["n"],
+        "coverage80": (ivA["coverage80"] * ivA["n"] + ivB["coverage80"] * ivB["n"]) / max(ivA["n"] + ivB["n"], 1),
+        "coverage95": (ivA["coverage95"] * ivA["n"] + ivB["coverage95"] * ivB["n"]) / max(ivA["n"] + ivB["n"], 1),
+        "median_width80_mm": float(np.median(_widths(pfits, A, tgt_t, cal_B) + _widths(pfits, B, tgt_t, cal_A))),
+        "median_weight_last": math.nan}
+    res["intervals"] = iv
+    res["calibration_tuning_half"] = cal_A.to_dict()
+    res["calibration_heldout_half"] = cal_B.to_dict()
+    allc = _learn(pfits, np.arange(N), tgt_t, tgt_y)
+    res["calibration_all"] = allc.to_dict()
     res["whatif_ms"] = whatif_timing([sf for sf in pfits if sf.fits][:20])
     return res
+
+
+def _widths(fl, idx, tgt_t, cal) -> list[float]:
+    out = []
+    for i in idx:
+        if fl[i].series.n:
+            iv = prediction_intervals(fl[i], [tgt_t[i]], cal)
+            if np.isfinite(iv.lo80[0]):
+                out.append(float(iv.hi80[0] - iv.lo80[0]))
+    return out
+
+
+def _exclusion_counts(fits, models) -> dict:
+    out = {}
+    for m in models:
+        reasons = [("not converged" if sf.fits[m].excluded.startswith("not converged") else
+                    sf.fits[m].excluded.split(":")[0]) for sf in fits if m in sf.fits and sf.fits[m].excluded]
+        out[m] = {r: reasons.count(r) for r in sorted(set(reasons))}
+    return out
 
 
 def whatif_timing(fits) -> dict:
@@ -196,18 +298,36 @@ def mouse_benchmark(starts: int, models: list[str], fixed_y0: float | None = Non
 
 def to_markdown(res: dict) -> str:
     tr = res["trial"]
-    out = [f"Patients: {tr['n_patients']} of {tr['n_patients_eligible']} eligible (>= 4 usable visits); "
-           f"fits took {tr['total_fit_seconds']} s.", "",
-           "| forecast of the held-out last visit | n | median abs err (mm) | mean abs err (mm) | LOCF median / mean on same n (mm) |",
-           "|---|---|---|---|---|"]
-    for k, v in tr["forecast"].items():
-        out.append(f"| {k} | {v['n']} | {v['median_abs_err_mm']:.2f} | {v['mean_abs_err_mm']:.2f} | "
-                   f"{v['locf_median_mm']:.2f} / {v['locf_mean_mm']:.2f} |")
-    out += ["", "| intervals (cross-fitted calibration) | n | raw 80 % cov | calibrated 80 % cov | raw 95 % cov | calibrated 95 % cov | median 80 % width (mm) |",
-            "|---|---|---|---|---|---|---|"]
+    out = [f"Patients: {tr['n_patients']} of {tr['n_patients_eligible']} eligible (>= 4 usable visits) "
+           f"{tr['n_per_study']}; tuning half {tr['n_tuning_half']}, held-out half {tr['n_heldout_half']} "
+           f"(fixed split by CRC32 of the patient id); fits took {tr['total_fit_seconds']} s."]
+    for label, rows in tr["forecast"].items():
+        out += ["", f"Forecast of the held-out last visit — {label}:", "",
+                "| forecast | n | median abs err (mm) | mean abs err (mm) | LOCF median / mean on same n (mm) |",
+                "|---|---|---|---|---|"]
+        for k, v in rows.items():
+            out.append(f"| {k} | {v['n']} | {v['median_abs_err_mm']:.2f} | {v['mean_abs_err_mm']:.2f} | "
+                       f"{v['locf_median_mm']:.2f} / {v['locf_mean_mm']:.2f} |")
+    out += ["", "| intervals | n | 80 % coverage | 95 % coverage | median 80 % width (mm) | median weight of last value |",
+            "|---|---|---|---|---|---|"]
     for k, v in tr["intervals"].items():
-        out.append(f"| {k} | {v['n']} | {v['raw_coverage80']:.1%} | {v['calibrated_coverage80']:.1%} | "
-                   f"{v['raw_coverage95']:.1%} | {v['calibrated_coverage95']:.1%} | {v['median_width80_mm']:.1f} |")
+        out.append(f"| {k} | {v['n']} | {v['coverage80']:.1%} | {v['coverage95']:.1%} | {v['median_width80_mm']:.1f} | "
+                   f"{v['median_weight_last']:.2f} |")
+    out += ["", "Leave one study out (blend and intervals learned on the other two studies):", "",
+            "| held-out study | n | median / mean abs err (mm) | LOCF median / mean (mm) | 80 % cov | 95 % cov | median 80 % width (mm) |",
+            "|---|---|---|---|---|---|---|"]
+    for k, v in tr["leave_one_study_out"].items():
+        f, i = v["forecast"], v["intervals"]
+        out.append(f"| {k} | {f['n']} | {f['median_abs_err_mm']:.2f} / {f['mean_abs_err_mm']:.2f} | "
+                   f"{f['locf_median_mm']:.2f} / {f['locf_mean_mm']:.2f} | {i['coverage80']:.1%} | {i['coverage95']:.1%} | "
+                   f"{i['median_width80_mm']:.1f} |")
+    ex = {m: v for m, v in tr["excluded_fits"].items() if v}
+    out += ["", "Fits kept out of the ensemble (no-prior fits, all patients): "
+            + ("; ".join(f"{m}: " + ", ".join(f"{r} {c}" for r, c in v.items()) for m, v in ex.items()) or "none") + "."]
+    ca = tr["calibration_tuning_half"]
+    out += ["", f"Learned on the tuning half: blend beta = {[round(b, 3) for b in ca['blend']['beta']]} "
+            f"on {ca['blend']['features']}; spread alpha = {[round(a, 3) for a in ca['spread']['alpha']]} on "
+            f"{ca['spread']['features']}; q80 = {ca['spread']['q']['hi80']:.3f}, q95 = {ca['spread']['q']['hi95']:.3f}."]
     w = tr["whatif_ms"]
     out += ["", f"What-if update (300 draws, 200 time points): median {w['median_ms']:.1f} ms, max {w['max_ms']:.1f} ms "
             f"over {w['n_updates']} updates."]
@@ -241,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     print(to_markdown(res))
     print(f"\nTotal {res['seconds']} s on {res['machine']}")
     if a.write_calibration:
-        cal = res["trial"]["calibration_all"] | {"source": "benchmarks/growth_validation.py on Laleh 2022 studies 1-3, "
-                                                 f"{res['trial']['n_patients']} patients, last visit held out; SLD in mm"}
+        cal = res["trial"]["calibration_all"] | {
+            "source": "benchmarks/growth_validation.py on Laleh 2022 studies 1-3, "
+                      f"{res['trial']['n_patients']} patients, last visit held out; SLD in mm. s80/s95: draw-band "
+                      "stretch (fitted period, what-if); blend: weight of the last value in forecasts; spread: "
+                      "residual intervals of the blended forecast"}
         (ROOT / "DTTLib" / "growth" / "calibration.json").write_text(json.dumps(cal, indent=1) + "\n")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=float))

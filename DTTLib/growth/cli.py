@@ -30,8 +30,7 @@ def default_calibration(unit: str) -> Calibration | None:
     """Stretch factors learned by benchmarks/growth_validation.py (diameters only)."""
     if unit != "mm" or not _CAL_FILE.exists():
         return None
-    d = json.loads(_CAL_FILE.read_text(encoding="utf-8"))
-    return Calibration(float(d["s80"]), float(d["s95"]), int(d.get("n_cases", 0)))
+    return Calibration.from_dict(json.loads(_CAL_FILE.read_text(encoding="utf-8")))
 
 
 def _num(v: float) -> float | None:
@@ -48,24 +47,46 @@ def _series_record(sf: SeriesFit, predict_days: Sequence[float], cal: Calibratio
             "params": {k: _num(v) for k, v in f.params.items()},
             "param_units": {p.name: p.unit.replace("value", sf.series.unit) for p in m.params},
             "aic": _num(f.aic), "aicc": _num(f.aicc), "bic": _num(f.bic),
-            "akaike_weight": f.akaike_weight, "converged": f.converged, "used_prior": f.used_prior}
+            "akaike_weight": f.akaike_weight, "converged": f.converged, "used_prior": f.used_prior,
+            "convention": f.convention, "ensemble_excluded": f.excluded or None}
     if predict_days and (sf.fits or sf.series.status == "constant values"):
         iv = prediction_intervals(sf, predict_days, cal)
+        last_day = float(sf.series.t[-1]) if sf.series.n else None
+        last_val = float(sf.series.y[-1]) if sf.series.n else None
         for i, t in enumerate(iv.t):
+            blended = iv.method is not None and iv.method[i] == "blend"
+            w = float(iv.weight_last[i]) if iv.weight_last is not None else 0.0
+            how = {"method": "blend" if blended else "ensemble",
+                   "ensemble_weights": {m: f.akaike_weight for m, f in sf.fits.items() if f.akaike_weight > 0},
+                   "ensemble_mean": _num(iv.ensemble_mean[i]) if iv.ensemble_mean is not None else _num(iv.mean[i]),
+                   "weight_last_observation": w if blended else 0.0,
+                   "last_observation": {"day": last_day, "value": last_val},
+                   "intervals": ("calibrated residuals of the blended forecast" if blended and cal and cal.spread
+                                 else "Laplace parameter draws mixed by Akaike weight"
+                                 + (", stretched by the calibration" if cal else ", uncalibrated"))}
+            if blended:
+                how["formula"] = ("mean = exp(w*ln(last+c) + (1-w)*ln(ensemble_mean+c)) - c, "
+                                  f"c = {sf.options.offset:g}, w = logistic(beta . [{', '.join(cal.blend['features'])}]), "
+                                  f"beta = {[round(b, 4) for b in cal.blend['beta']]}, n = {sf.series.n}, "
+                                  f"h = {float(t) - last_day:g} d")
             rec["predictions"].append({"day": float(t), "mean": _num(iv.mean[i]), "lo80": _num(iv.lo80[i]),
-                                       "hi80": _num(iv.hi80[i]), "lo95": _num(iv.lo95[i]), "hi95": _num(iv.hi95[i])})
+                                       "hi80": _num(iv.hi80[i]), "lo95": _num(iv.lo95[i]), "hi95": _num(iv.hi95[i]),
+                                       "how": how})
     return rec
 
 
 def fit_table(rows: Iterable[dict], models: Sequence[str] | str | None = "all",
               predict_days: Sequence[float] = (), unit: str = "mm", seed: int = 0,
-              calibration: Calibration | None = None, use_priors: bool = True, prior_max_n: int = 4) -> dict:
+              calibration: Calibration | None = None, use_priors: bool = True, prior_max_n: int = 4,
+              stein_convention: str = "as_given") -> dict:
     """Fit every series of a table. Series with ≤ ``prior_max_n`` points borrow a population
     prior from the table's longer series when there are enough of them (≥ 10)."""
     if unit not in ("mm", "mm3"):
         raise InputError(f"unit {unit!r} is not supported", "use mm (diameters) or mm3 (volumes)")
     names = parse_model_list(models)
-    opts = FitOptions(unit=unit, seed=seed)
+    if stein_convention not in ("as_given", "tumgr"):
+        raise InputError(f"Stein convention {stein_convention!r} is not supported", "use as_given or tumgr")
+    opts = FitOptions(unit=unit, seed=seed, stein_convention=stein_convention)
     cal = calibration if calibration is not None else default_calibration(unit)
     groups = group_rows(rows)
     fits = [fit_series(clean_series(k, t, y, unit), names, opts) for k, (t, y) in groups.items()]
@@ -77,7 +98,7 @@ def fit_table(rows: Iterable[dict], models: Sequence[str] | str | None = "all",
                     pr = pop.priors_for(sf.series.t, sf.series.y, exclude=sf.series.name)
                     if pr:
                         fits[i] = fit_series(sf.series, names, opts, priors=pr)
-    return {"unit": unit, "error_model": ERROR_MODEL, "models": names,
+    return {"unit": unit, "error_model": ERROR_MODEL, "models": names, "stein_convention": stein_convention,
             "calibration": cal.to_dict() if cal else None,
             "series": [_series_record(sf, list(predict_days), cal) for sf in fits]}
 
@@ -120,6 +141,9 @@ def add_fit_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--predict", default="", help="comma-separated days to forecast, e.g. 100,200")
     p.add_argument("--unit", default="mm", choices=("mm", "mm3"), help="diameters (mm) or volumes (mm3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stein-convention", default="as_given", choices=("as_given", "tumgr"),
+                   help="tumgr: t = days since first measurement + 1, least squares on value/first (R tumgr); "
+                        "such Stein fits are reported but kept out of the ensemble")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=run_fit)
     return p
@@ -132,7 +156,8 @@ def _fmt(v) -> str:
 def run_fit(args: argparse.Namespace) -> int:
     try:
         days = _parse_days(args.predict)
-        out = fit_table(read_table(Path(args.table)), args.models, days, args.unit, args.seed)
+        out = fit_table(read_table(Path(args.table)), args.models, days, args.unit, args.seed,
+                        stein_convention=args.stein_convention)
     except DTTError as exc:
         print(f"dtt fit: {exc.message}", file=sys.stderr)
         return 2
@@ -144,10 +169,13 @@ def run_fit(args: argparse.Namespace) -> int:
         for name, m in s["models"].items():
             ps = ", ".join(f"{k}={_fmt(v)}" for k, v in m["params"].items())
             print(f"  {name:24s} w={m['akaike_weight']:.3f} AIC={_fmt(m['aic'])} BIC={_fmt(m['bic'])} "
-                  f"{'ok' if m['converged'] else 'NOT CONVERGED'}  {ps}")
+                  f"{'ok' if m['converged'] else 'NOT CONVERGED'}  {ps}"
+                  + (f"  [not in ensemble: {m['ensemble_excluded']}]" if m["ensemble_excluded"] else ""))
         if s["selected"]:
             print(f"  selected: {s['selected']} (by {s['criterion']})")
         for p in s["predictions"]:
+            h = p["how"]
             print(f"  day {p['day']:g}: mean {_fmt(p['mean'])} 80% [{_fmt(p['lo80'])}, {_fmt(p['hi80'])}] "
-                  f"95% [{_fmt(p['lo95'])}, {_fmt(p['hi95'])}]")
+                  f"95% [{_fmt(p['lo95'])}, {_fmt(p['hi95'])}]  ({h['method']}: ensemble {_fmt(h['ensemble_mean'])}, "
+                  f"weight of last value {h['weight_last_observation']:.2f})")
     return 0

@@ -9,6 +9,11 @@ scored on the same transformed data, so AIC/BIC are comparable across models.
 Multi-start: a deterministic centre start plus seeded random starts drawn from the
 initial-guess ranges of models.json (seed from the options and the model name), so the same
 input always gives the same fit. Parameters declared ``log`` are searched in log space.
+
+Ensemble hygiene: a fit that did not converge, or whose curve runs away beyond the data
+(``FitOptions.explosive_factor``), keeps its parameters and criteria but gets no Akaike weight;
+``ModelFit.excluded`` says why. ``FitOptions.stein_convention="tumgr"`` fits the Stein models with
+the R package tumgr's conventions (``fit_stein_tumgr``) for parity of g and d.
 """
 
 from __future__ import annotations
@@ -37,6 +42,17 @@ class FitOptions:
     max_nfev: int = 200
     criterion: str = "auto"  # "auto" = AICc where any model has one, else AIC; or "aic"/"aicc"/"bic"
     fixed: dict[str, float] = field(default_factory=dict)  # e.g. {"y0": 1.0}: known size at day 0
+    # Stein models: "as_given" (times as given, proportional error on the data scale, comparable with
+    # the other models) or "tumgr" (t = days since first measurement + 1, least squares on
+    # f = value / first value, bounds [0, 1], start 0.00511: the R package tumgr's conventions, for
+    # parity of g and d; such fits are reported but kept out of the ensemble — their likelihood is
+    # on another scale)
+    stein_convention: str = "as_given"
+    # ensemble hygiene: fits that did not converge, or whose curve one observed span after the last
+    # visit exceeds explosive_factor × the largest observed value (cubed for volumes), get weight 0
+    # and a logged reason
+    drop_unconverged: bool = True
+    explosive_factor: float = 10.0
 
 
 @dataclass
@@ -70,6 +86,10 @@ class ModelFit:
     n_agree: int = 0  # starts that reached the best cost
     used_prior: bool = False
     akaike_weight: float = 0.0
+    convention: str = "as_given"  # "tumgr": fitted with tumgr's conventions (see FitOptions)
+    t_shift: float = 0.0  # model time = day − t_shift (tumgr: first day − 1)
+    value_shift: float = 0.0  # tumgr adds 0.5 to all sizes when the first is 0
+    excluded: str = ""  # why this fit has no ensemble weight ("" = it competes)
 
     @property
     def sigma(self) -> float:
@@ -78,6 +98,9 @@ class ModelFit:
 
     def predict(self, t_days, exposure: Exposure | None = None) -> np.ndarray:
         m = get_model(self.model)
+        if self.convention == "tumgr":  # tumgr's model has no therapy log
+            tt = np.asarray(t_days, float) - self.t_shift
+            return self.scale * m.predict(tt, np.array(list(self.params.values())), None) - self.value_shift
         return self.scale * m.predict(t_days, np.array(list(self.params.values())), exposure)
 
 
@@ -152,6 +175,8 @@ def fit_model(model: GrowthModel | str, t: np.ndarray, y: np.ndarray, options: F
     t = np.asarray(t, float)
     y = np.asarray(y, float)
     n = t.size
+    if model.normalized and opts.stein_convention == "tumgr":
+        return fit_stein_tumgr(model, t, y, opts)
     y_ref = float(np.max(y)) if np.max(y) > 0 else 1.0
     tlo, thi, ilo, ihi = _search_space(model, y_ref)
     for i, p in enumerate(model.params):  # a known value: pin it (bounds a hair apart)
@@ -207,6 +232,11 @@ def fit_model(model: GrowthModel | str, t: np.ndarray, y: np.ndarray, options: F
     n_agree = sum(1 for c_, _, _ in results if c_ <= best_cost * (1 + 1e-4) + 1e-10)
     theta = best.x
     rss = float(np.sum(resid_data(theta) ** 2))
+    # k: free parameters + the error variance. A normalised (Stein) model takes its size scale from
+    # the first observed value, as tumgr does (np = 2 there); its residuals are on the same data
+    # scale as every other model's — ln(value + c) of the raw values, its prediction multiplied back
+    # by that first value — so its AIC/AICc is comparable; the scale is not counted (counting it would
+    # make AICc infinite for Stein on 5 visits).
     k = len(model.params) - sum(p.name in opts.fixed for p in model.params) + 1
     J = best.jac
     info = J.T @ J
@@ -217,10 +247,88 @@ def fit_model(model: GrowthModel | str, t: np.ndarray, y: np.ndarray, options: F
                     converged, str(msg), scale, n_agree, bool(has_prior))
 
 
+TUMGR_START = 0.00511  # tumgr's start value for g and d (and gt, dt)
+TUMGR_PHI_START = 0.9  # tumgr's start for p = 1 − phi in its gdphi model
+
+
+def fit_stein_tumgr(model: GrowthModel | str, t: np.ndarray, y: np.ndarray,
+                    options: FitOptions | None = None) -> ModelFit:
+    """Stein fit with tumgr's conventions (R package tumgr, ``gdrate``).
+
+    tumgr: sort by date; time = date − first date + 1; f = size / first size (both + 0.5 when the
+    first size is 0); unweighted nonlinear least squares of f on exp(−d·t) + exp(g·t) − 1 with
+    bounds [0, 1] from the start g = d = 0.00511; AIC = −2·logLik + 2·np, np = number of model
+    parameters (the variance not counted); AICc = AIC + 2np(np+1)/(n − np − 1).
+    """
+    model = get_model(model) if isinstance(model, str) else model
+    opts = options or FitOptions()
+    order = np.argsort(np.asarray(t, float), kind="stable")
+    t = np.asarray(t, float)[order]
+    y = np.asarray(y, float)[order]
+    n, p = t.size, len(model.params)
+    add = 0.5 if y[0] == 0 else 0.0
+    scale = float(y[0] + add)
+    tt = t - t[0] + 1.0
+    f = (y + add) / scale
+    tlo, thi = np.zeros(p), np.ones(p)
+
+    def resid(theta):
+        r = model.predict(tt, theta, None) - f
+        return np.where(np.isfinite(r), r, 1e6)
+
+    if model.name == "stein_phi":  # ours: phi·e^{gt} + (1−phi)·e^{−dt}; tumgr: p = 1 − phi
+        x_start = np.array([TUMGR_START, TUMGR_START, 1.0 - TUMGR_PHI_START])
+    else:
+        x_start = np.full(p, TUMGR_START)
+    rng = np.random.default_rng([int(opts.seed), zlib.crc32(model.name.encode()), 7])
+    starts = [x_start] + [rng.random(p) * np.array([0.05] * min(p, 2) + [1.0] * max(p - 2, 0))
+                          for _ in range(max(opts.n_starts - 1, 0))]
+    best = None
+    for x0 in starts:
+        x0 = np.clip(x0, 1e-9, 1 - 1e-9)
+        res = least_squares(resid, x0, bounds=(tlo, thi), method="trf", xtol=1e-14, ftol=1e-14, gtol=1e-14,
+                            max_nfev=2000)
+        if best is None or res.cost < best.cost:
+            best = res
+    rss = float(np.sum(resid(best.x) ** 2))
+    ll = -0.5 * n * (math.log(2 * math.pi * max(rss, 1e-300) / n) + 1.0)
+    aic_ = -2.0 * ll + 2.0 * p
+    aicc_ = aic_ + 2.0 * p * (p + 1) / (n - p - 1) if n - p - 1 > 0 else math.inf
+    bic_ = -2.0 * ll + p * math.log(n)
+    params = dict(zip(model.param_names, (float(v) for v in best.x)))
+    J = best.jac
+    return ModelFit(model.name, params, best.x.copy(), tlo, thi, J.T @ J, rss, n, p, aic_, aicc_, bic_,
+                    bool(best.success) and math.isfinite(rss), str(best.message), scale, 1, False, 0.0,
+                    "tumgr", float(t[0] - 1.0), add,
+                    "tumgr convention: least squares on value/first value, not comparable with the others")
+
+
+def _exclusion_reason(f: ModelFit, t: np.ndarray, y: np.ndarray, opts: FitOptions,
+                      exposure: Exposure | None) -> str:
+    """Why a fit should not enter the ensemble ("" = it may)."""
+    if f.excluded:
+        return f.excluded
+    if not math.isfinite(f.rss):
+        return "fit failed"
+    if opts.drop_unconverged and not f.converged:
+        return f"not converged ({f.message})"
+    if opts.explosive_factor and opts.explosive_factor > 0 and t.size >= 2:
+        span = max(float(t[-1] - t[0]), 1.0)
+        day = float(t[-1]) + span
+        v = float(f.predict(np.array([day]), exposure)[0])
+        factor = opts.explosive_factor ** (3 if opts.unit == "mm3" else 1)
+        limit = factor * float(np.max(y))
+        if not math.isfinite(v) or v > limit:
+            return (f"explosive: predicts {v:.4g} {opts.unit} on day {day:g} (one observed span after the last "
+                    f"visit), more than {factor:g} × the largest observed value")
+    return ""
+
+
 def _weigh(fits: dict[str, ModelFit], criterion: str) -> str:
+    ok = {k: f for k, f in fits.items() if not f.excluded}
     if criterion == "auto":
-        criterion = "aicc" if any(math.isfinite(f.aicc) for f in fits.values()) else "aic"
-    w = criteria.akaike_weights([getattr(f, criterion) for f in fits.values()])
+        criterion = "aicc" if any(math.isfinite(f.aicc) for f in ok.values()) else "aic"
+    w = criteria.akaike_weights([getattr(f, criterion) if not f.excluded else math.inf for f in fits.values()])
     for f, wi in zip(fits.values(), w):
         f.akaike_weight = float(wi)
     return criterion
@@ -234,8 +342,21 @@ def fit_series(series: Series, models: Sequence[str], options: FitOptions | None
     if not series.fittable:
         return out
     for name in models:
-        out.fits[name] = fit_model(name, series.t, series.y, opts, exposure,
-                                   (priors or {}).get(name))
+        f = fit_model(name, series.t, series.y, opts, exposure, (priors or {}).get(name))
+        f.excluded = _exclusion_reason(f, series.t, series.y, opts, exposure)
+        out.fits[name] = f
+    # nothing left: re-admit unconverged fits; failing that, the least explosive fit alone, so that
+    # a series is never left without a forecast only because of these hygiene rules
+    if all(f.excluded for f in out.fits.values()):
+        for f in out.fits.values():
+            if f.excluded.startswith("not converged"):
+                f.excluded = ""
+    if all(f.excluded for f in out.fits.values()):
+        cand = [f for f in out.fits.values() if f.excluded.startswith("explosive")]
+        if cand:
+            day = float(series.t[-1]) + max(float(series.t[-1] - series.t[0]), 1.0)
+            least = min(cand, key=lambda f: np.nan_to_num(float(f.predict(np.array([day]), exposure)[0]), nan=np.inf))
+            least.excluded = ""
     out.criterion = _weigh(out.fits, opts.criterion)
     if any(f.akaike_weight > 0 for f in out.fits.values()):
         out.selected = max(out.fits, key=lambda k: out.fits[k].akaike_weight)

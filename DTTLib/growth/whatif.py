@@ -115,7 +115,8 @@ class WhatIf:
                  calibration: Calibration | None = None) -> None:
         aware = [m for m, f in fit.fits.items() if get_model(m).uses_exposure and f.akaike_weight > 0]
         if not aware:
-            aware = [m for m, f in fit.fits.items() if get_model(m).uses_exposure and math.isfinite(f.rss)]
+            aware = [m for m, f in fit.fits.items() if get_model(m).uses_exposure and math.isfinite(f.rss)
+                     and f.convention != "tumgr"]
             if not aware:
                 raise InputError(f"series {fit.series.name!r} has no fitted therapy-aware model ({fit.status})",
                                  "fit 'claret' and/or 'stein' to use what-if scenarios")
