@@ -52,8 +52,10 @@ def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
 
 def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: dict[str, str],
                  segmenter: Any, cache: StepCache, register: Callable[[ImageVolume, ImageVolume], Any],
-                 progress: Progress = lambda message: None) -> dict[tuple[str, str], LesionSegmentation]:
-    """All (lesion, timepoint) segmentations, computed or taken from the cache."""
+                 progress: Progress = lambda message: None
+                 ) -> tuple[dict[tuple[str, str], LesionSegmentation], dict[tuple[str, str], Any]]:
+    """All (lesion, timepoint) segmentations, computed or taken from the cache, and the
+    registrations computed on the way, keyed (fixed timepoint, moving timepoint)."""
     results: dict[tuple[str, str], LesionSegmentation] = {}
     order = [t.timepoint_id for t in case.timepoints]
     registrations: dict[tuple[str, str], Any] = {}
@@ -80,7 +82,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                 {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
                  "model": getattr(segmenter, "name", type(segmenter).__name__)},
                 lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter))
-    return results
+    return results, registrations
 
 
 def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,

@@ -46,10 +46,15 @@ def measure_timepoint(tp: TimepointMasks, index: int) -> tuple[TimepointLesions,
 
 
 def inputs_from_masks(patient: str, timepoints: list[TimepointMasks], therapy: list[TherapyEntry] | None = None,
-                      register_scans: bool = True, **settings) -> tuple[TwinInputs, IdentityGraph]:
-    """Measure every mask, track lesions across timepoints, and return the twin's inputs."""
+                      register_scans: bool = True, registrations: list | None = None,
+                      **settings) -> tuple[TwinInputs, IdentityGraph]:
+    """Measure every mask, track lesions across timepoints, and return the twin's inputs.
+
+    ``registrations[k]`` (k ≥ 1), when given, maps timepoint k−1 to k (already computed, e.g. by
+    the pipeline's box carry-over); the others are computed when ``register_scans``."""
     measured = [measure_timepoint(tp, i) for i, tp in enumerate(timepoints)]
-    graph = track_timepoints([m[0] for m in measured], patient, register_scans=register_scans)
+    graph = track_timepoints([m[0] for m in measured], patient, register_scans=register_scans,
+                             registrations=registrations)
     measurements = [x for m in measured for x in m[1]]
     infos = [TimepointInfo(float(tp.day), tp.non_target, tp.source or tp.scan.name) for tp in timepoints]
     return TwinInputs(patient, infos, measurements, list(therapy or []), graph.to_dict(), **settings), graph
