@@ -9,12 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """``../shared/data`` beside the checkout (CI lays it there), or $DTT_SHARED_DATA."""
-    return Path(os.environ.get("DTT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from data_paths import REPO_ROOT, shared_data_dir
 
 
 @pytest.fixture(scope="session")

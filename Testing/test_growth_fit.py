@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from data_paths import shared_data_dir
 import pytest
 
 from DTTLib.growth import criteria
@@ -16,9 +17,7 @@ from DTTLib.growth.models import get_model
 from DTTLib.growth.series import clean_series
 from DTTLib.growth.uncertainty import calibrate, prediction_intervals
 
-LALEH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "growth" / "laleh2022_studies1-3_sld.csv"
-if not LALEH.exists():
-    LALEH = Path("/work/shared/data/growth/laleh2022_studies1-3_sld.csv")
+LALEH = shared_data_dir() / "growth" / "laleh2022_studies1-3_sld.csv"
 
 
 def test_gompertz_parameter_recovery_with_noise():

@@ -17,14 +17,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+from data_paths import shared_data_dir
 import pytest
 
 from DTTLib.growth.fit import FitOptions, fit_model, fit_values
 from DTTLib.growth.series import clean_series
 
-LALEH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "growth" / "laleh2022_studies1-3_sld.csv"
-if not LALEH.exists():
-    LALEH = Path("/work/shared/data/growth/laleh2022_studies1-3_sld.csv")
+LALEH = shared_data_dir() / "growth" / "laleh2022_studies1-3_sld.csv"
 
 TUMGR = FitOptions(stein_convention="tumgr")
 

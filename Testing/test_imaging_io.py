@@ -8,13 +8,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from data_paths import shared_data_dir
 import pytest
 import SimpleITK as sitk
 
 from DTTLib.errors import DTTError, GeometryError, InputError
 from DTTLib.imaging import ImageVolume, read_image, write_image
 
-BRAIN1 = Path("/work/shared/data/imaging/brain1_image.nrrd")
+BRAIN1 = shared_data_dir() / "imaging" / "brain1_image.nrrd"
 
 
 def rotation(ax: float, ay: float, az: float) -> np.ndarray:
@@ -113,9 +114,8 @@ def test_written_nrrd_header_is_lps_and_compressed(tmp_path):
                                atol=1e-9)
 
 
-def test_real_nrrd_geometry_matches_hand_parsed_header():
-    if not BRAIN1.exists():
-        pytest.skip("shared brain1 image not available")
+def test_real_nrrd_geometry_matches_hand_parsed_header(shared_data):
+    assert BRAIN1.exists(), f"shared data missing: {BRAIN1}"
     fields = parse_nrrd_header(BRAIN1)
     spacing, direction, origin = nrrd_geometry_in_ras(fields)
     volume = read_image(BRAIN1)
@@ -309,9 +309,8 @@ def test_int64_volume_cannot_be_written(tmp_path):
         write_image(volume, tmp_path / "x.nrrd")
 
 
-def test_copy_of_real_file_reads_identically(tmp_path):
-    if not BRAIN1.exists():
-        pytest.skip("shared brain1 image not available")
+def test_copy_of_real_file_reads_identically(tmp_path, shared_data):
+    assert BRAIN1.exists(), f"shared data missing: {BRAIN1}"
     copy = tmp_path / "brain1.nrrd"
     shutil.copy(BRAIN1, copy)
     original, copied = read_image(BRAIN1), read_image(copy)

@@ -18,6 +18,7 @@ Run:  nice -n 10 .venv/bin/python benchmarks/growth_validation.py --write-calibr
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import json
 import math
@@ -38,9 +39,7 @@ from DTTLib.growth.priors import PopulationPrior  # noqa: E402
 from DTTLib.growth.series import Series, clean_series  # noqa: E402
 from DTTLib.growth.uncertainty import Calibration, calibrate, learn_blend, prediction_intervals  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "growth"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/growth")
+DATA = Path(os.environ.get("DTT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "growth"
 
 
 def load_trial(path: Path) -> list[Series]:
