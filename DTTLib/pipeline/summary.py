@@ -72,16 +72,17 @@ def _growth(state: TwinState) -> dict[str, Any] | None:
 
 
 def _whatif(state: TwinState) -> list[dict[str, Any]]:
-    series = state.series(SOD)
-    if series is None or series.fit is None:
+    """Each scenario against the same engine's 'therapy as given' curve (like with like: the
+    fitted SOD curve blends in the last observation after the last visit, scenarios do not)."""
+    reference = next((c for c in state.whatif if "as given" in c.name), None)
+    if reference is None or reference.median[-1] is None:
         return []
-    baseline_end = series.fit.median[-1]
     rows = []
     for curve in state.whatif:
-        if curve.median[-1] is None or baseline_end is None:
+        if curve is reference or curve.median[-1] is None:
             continue
-        difference = curve.median[-1] - baseline_end
-        rows.append({"scenario": curve.name, "description": curve.label, "day": _r(curve.t[-1], 0),
-                     "difference_mm": _r(difference),
-                     "difference_pct": _r(100.0 * difference / baseline_end) if baseline_end else None})
+        difference = curve.median[-1] - reference.median[-1]
+        rows.append({"scenario": curve.name, "description": f"{curve.label} Compared with: {reference.name}.",
+                     "day": _r(curve.t[-1], 0), "difference_mm": _r(difference),
+                     "difference_pct": _r(100.0 * difference / reference.median[-1]) if reference.median[-1] else None})
     return rows
