@@ -126,3 +126,13 @@ def test_missing_package_names_the_feature(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(MissingDependencyError, match="segmentation"):
         litemedsam.LiteMedSAMSegmenter()
+
+
+def test_window_from_a_reference_region_saturates_the_rest():
+    values = np.linspace(-1000.0, 1000.0, 64 * 64).reshape(64, 64)
+    region = values[20:30, 20:30]
+    out = window_slice(values, reference=region)[:, :, 0].astype(int)
+    low, high = np.percentile(region, [0.5, 99.5])
+    expected = np.rint((np.clip(values, low, high) - low) / (high - low) * 255).astype(int)
+    assert np.array_equal(out, expected)
+    assert out[0, 0] == 0 and out[-1, -1] == 255 and (out == 0).sum() > 20 * 64   # outside: saturated

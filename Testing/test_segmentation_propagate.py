@@ -83,3 +83,34 @@ def test_box_on_empty_background_is_a_clear_error(segmenter):
     image = ImageVolume(np.zeros((5, 64, 64), dtype=np.float32))
     with pytest.raises(InputError):
         propagate_box(image, VoxelBox(10, 10, 2, 30, 30, 2), segmenter)
+
+
+def test_fit_box_shrinks_to_the_mask_and_grows_only_when_asked():
+    from DTTLib.segmentation.propagate import _fit_box
+
+    roi = VoxelBox(0, 0, 0, 95, 95, 0)
+    mask = np.zeros((96, 96), bool)
+    mask[40:51, 30:45] = True                      # rows 40–50, columns 30–44
+    box, change = _fit_box(mask, (10, 10, 80, 80), 3.0, roi, PropagationSettings())
+    assert (box, change) == ((27, 37, 47, 53), "shrink")
+    # a mask reaching the prompt's left edge: with grow_fraction the side moves out by 25 % of 15 px
+    box, change = _fit_box(mask, (30, 30, 44, 60), 3.0, roi, PropagationSettings(grow_fraction=0.25))
+    assert box[0] == 30 - 4 and box[2] == 30 + 14 + 4 and "grow" in change
+    box, _ = _fit_box(mask, (30, 30, 44, 60), 3.0, VoxelBox(29, 0, 0, 95, 95, 0), PropagationSettings())
+    assert box[0] == 29                            # clipped to the ROI rectangle
+
+
+def test_loose_box_is_shrunk_to_fit_on_the_seed_and_traced(segmenter):
+    image, lesion = _phantom()
+    jj, ii = np.nonzero(lesion[CENTER[2]])
+    loose = VoxelBox(int(ii.min()) - 9, int(jj.min()) - 9, CENTER[2], int(ii.max()) + 9, int(jj.max()) + 9, CENTER[2])
+    fitted = propagate_box(image, loose, segmenter)
+    plain = propagate_box(image, loose, segmenter, PropagationSettings(refine_seed=0))
+    seed = next(d for d in fitted.decisions if d.k == CENTER[2])
+    assert "shrink" in seed.refits and seed.prompt is not None
+    p = seed.prompt                                # the re-prompt hugs the lesion (± 3 px margin + 1)
+    assert p[0] >= ii.min() - 5 and p[2] <= ii.max() + 5 and p[1] >= jj.min() - 5 and p[3] <= jj.max() + 5
+    d_fit = 2 * ((fitted.mask > 0) & lesion).sum() / ((fitted.mask > 0).sum() + lesion.sum())
+    d_plain = 2 * ((plain.mask > 0) & lesion).sum() / ((plain.mask > 0).sum() + lesion.sum())
+    assert d_fit > 0.8 and d_fit >= d_plain - 0.02
+    assert all(d.prompt is not None for d in fitted.decisions if d.k != CENTER[2])

@@ -8,7 +8,11 @@ Preprocessing is the upstream LiteMedSAM inference (see :mod:`.prepare`); embedd
 cached per slice (keyed by the prepared pixels), so moving a box on a slice already seen only
 re-runs the ~60 ms decoder.
 
-CPU speed: torch uses the cores this process may run on (``DTT_NUM_THREADS`` overrides).
+CPU speed: on the CPU the image encoder runs in ONNX Runtime when it is installed (exported
+once into a per-user cache, see :mod:`.onnx_encoder`; ``encoder="torch"`` or
+``DTT_ENCODER=torch`` forces PyTorch eager, which is also the fallback when onnxruntime or
+the export is unavailable — ``encoder_backend`` and ``encoder_note`` say which ran and why).
+Threads: the cores this process may run on (``DTT_NUM_THREADS`` overrides).
 Starting Python with ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296``
 removes most of the encoder's page faults (see docs/PERFORMANCE.md); it must be set before
 the interpreter starts, so the ``dtt`` launcher cannot do it from inside Python.
@@ -83,12 +87,14 @@ class LiteMedSAMSegmenter:
     name = NAME
 
     def __init__(self, device: str | None = None, checkpoint: str | None = None,
-                 threads: int | None = None, cache_slices: int = 48, channels_last: bool = True) -> None:
+                 threads: int | None = None, cache_slices: int = 48, channels_last: bool = True,
+                 encoder: str | None = None) -> None:
         torch, (modeling, get_asset_path) = _import_runtime()
         self._torch = torch
         self.device = choose_device(device)
+        self.threads = threads or default_thread_count()
         if self.device == "cpu":
-            torch.set_num_threads(threads or default_thread_count())
+            torch.set_num_threads(self.threads)
         path = checkpoint or get_asset_path()
         if not os.path.isfile(path):
             raise MissingDependencyError(f"the LiteMedSAM checkpoint '{path}' is missing",
@@ -103,6 +109,23 @@ class LiteMedSAMSegmenter:
             state = state["model"]
         net.load_state_dict(state, strict=True)
         net.eval().to(self.device)
+        self.encoder_backend, self.encoder_note, self._onnx = "torch", "", None
+        choice = (encoder or os.environ.get("DTT_ENCODER") or "auto").lower()
+        if choice not in ("auto", "onnx", "torch"):
+            raise InputError(f"encoder '{choice}' is not one of auto, onnx, torch", "use encoder='auto'")
+        if choice == "onnx" and self.device != "cpu":
+            raise InputError("the ONNX encoder runs on the CPU only", "use device='cpu' or encoder='auto'")
+        if choice in ("auto", "onnx") and self.device == "cpu":
+            from DTTLib.segmentation.onnx_encoder import OnnxUnavailable, load_or_export  # noqa: PLC0415
+
+            try:
+                self._onnx = load_or_export(net.image_encoder, path, self.threads)
+                self.encoder_backend = "onnxruntime"
+            except OnnxUnavailable as error:
+                if choice == "onnx":
+                    raise MissingDependencyError(f"ONNX encoder requested but unavailable: {error}",
+                                                 "pip install onnxruntime onnx, or use encoder='torch'") from None
+                self.encoder_note = f"PyTorch eager encoder ({error})"
         self.channels_last = channels_last
         if channels_last:
             net.image_encoder.to(memory_format=torch.channels_last)
@@ -133,11 +156,7 @@ class LiteMedSAMSegmenter:
             results.append(None)
             todo.append((index, key, tensor, new_shape, slice_rgb.shape[:2]))
         if todo:
-            batch = torch.from_numpy(np.stack([item[2] for item in todo])).to(self.device)
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                features = self.net.image_encoder(batch)
+            features = self._encode_array(np.stack([item[2] for item in todo]))
             for (index, key, _, new_shape, original), feature in zip(todo, features):
                 embedding = SliceEmbedding(features=(feature[None].contiguous(), new_shape),
                                            original_shape=tuple(original), backend=self.name)
@@ -146,6 +165,17 @@ class LiteMedSAMSegmenter:
                 while len(self._cache) > self._cache_slices:
                     self._cache.popitem(last=False)
         return results  # type: ignore[return-value]
+
+    def _encode_array(self, batch_np: np.ndarray) -> Any:
+        """Prepared (N, 3, 256, 256) float32 → (N, 256, 64, 64) torch features on the device."""
+        torch = self._torch
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx(batch_np))
+        batch = torch.from_numpy(batch_np).to(self.device)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.net.image_encoder(batch)
 
     def decode(self, embedding: SliceEmbedding, box_xyxy: tuple[float, float, float, float]) -> SlicePrediction:
         torch = self._torch

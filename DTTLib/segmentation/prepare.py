@@ -25,13 +25,20 @@ LITEMEDSAM_SIZE = 256
 
 
 def window_slice(slice_2d: np.ndarray, low_percentile: float = 0.5,
-                 high_percentile: float = 99.5) -> np.ndarray:
-    """uint8 (rows, columns, 3): the slice windowed to its percentiles and scaled to 0–255."""
+                 high_percentile: float = 99.5, reference: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (rows, columns, 3): the slice windowed to its percentiles and scaled to 0–255.
+
+    ``reference``: take the percentiles from these values instead (e.g. a region of interest);
+    the window is still applied to the whole slice (values outside it saturate)."""
     values = np.asarray(slice_2d, dtype=np.float64)
     finite = np.isfinite(values)
     if not finite.any():
         return np.zeros((*values.shape, 3), dtype=np.uint8)
-    low, high = np.percentile(values[finite], [low_percentile, high_percentile])
+    source = values[finite] if reference is None else np.asarray(reference, dtype=np.float64).ravel()
+    source = source[np.isfinite(source)]
+    if source.size == 0:
+        source = values[finite]
+    low, high = np.percentile(source, [low_percentile, high_percentile])
     values = np.where(finite, values, low)
     if high <= low:
         scaled = np.zeros_like(values)

@@ -13,7 +13,13 @@ slices are the k planes.
 In-plane, nothing is ever segmented outside the *ROI rectangle*: the box expanded by
 ``roi_margin`` × its side (at least ``roi_margin_min_px`` pixels) on each side. Each next
 slice is prompted with the previous slice's mask box ± ``prompt_margin_256`` pixels at the
-model's 256-px scale (upstream uses ± 3), clipped to the ROI rectangle.
+model's 256-px scale (upstream uses ± 3), clipped to the ROI rectangle, then re-prompted up to
+``refine`` times with the new mask's own tight box ± that margin (:func:`_fit_box`; sides the
+mask reaches are moved out only when ``grow_fraction`` > 0 — off by default: measured on the
+brain pair, growing boxes let masks wander off the lesion). The seed slice is *shrunk to fit*
+the same way (``refine_seed``): a loose user box (e.g. one carried from an earlier scan onto a
+shrinking lesion) is re-prompted with its first mask's tight box. Every slice's
+:class:`SliceDecision` records the final ``prompt`` and the ``refits`` taken.
 
 **Stopping rule.** The model returns a confident mask on every slice, lesion or not (its
 predicted IoU stays 0.7–0.9 on slices without lesion), so a slice is accepted only when the
@@ -72,7 +78,10 @@ class PropagationSettings:
     min_score: float = 0.5
     min_similarity: float = 0.5
     min_area_px: int = 4
-    refine: int = 2           # re-prompt with the new mask's own box (decoder only)
+    window: str = "slice"     # "slice": percentiles of the whole slice; "roi": of the ROI rectangle
+    refine_seed: int = 2      # shrink-to-fit re-prompts on the seed slice (loose boxes)
+    refine: int = 2           # re-prompts per slice with the fitted box (decoder only)
+    grow_fraction: float = 0.0  # a side the mask reaches moves out by this × the box side
     batch: int | None = None  # slices encoded together; None: 1 on CPU, 4 on GPU
 
 
@@ -88,6 +97,8 @@ class SliceDecision:
     intensity_z: float = float("nan")
     contrast: float = float("nan")
     similarity: float = float("nan")
+    prompt: tuple[int, int, int, int] | None = None  # the box the kept mask was decoded from
+    refits: str = ""          # box changes before it: "shrink", "grow", "grow+shrink", …
 
 
 @dataclass
@@ -139,6 +150,8 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
     from scipy import ndimage  # noqa: PLC0415
 
     settings = settings or PropagationSettings()
+    if settings.window not in ("slice", "roi"):
+        raise InputError(f"window '{settings.window}' is not 'slice' or 'roi'", "use window='slice'")
     box = checked_box(box, image)
     array = np.asarray(image.array)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array[box.slices()]).all():
@@ -164,11 +177,16 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
         if progress is not None:
             progress(min(done, total), total)
 
+    def prepared(k: int) -> np.ndarray:
+        if settings.window == "roi":  # window from the ROI rectangle, applied to the whole slice
+            return window_slice(array[k], reference=array[k][inplane])
+        return window_slice(array[k])
+
     def embedding_for(k: int, step: int) -> SliceEmbedding:
         if k not in embeddings:
             ks = [kk for kk in range(k, k + step * batch, step) if roi.k0 <= kk <= roi.k1 and kk not in embeddings]
             started = time.perf_counter()
-            encoded = segmenter.encode_batch([window_slice(array[kk]) for kk in ks])
+            encoded = segmenter.encode_batch([prepared(kk) for kk in ks])
             elapsed = (time.perf_counter() - started) / len(ks)
             for kk, embedding in zip(ks, encoded):
                 embeddings[kk] = embedding
@@ -183,8 +201,22 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
         return np.asarray(prediction.mask, dtype=bool) & inplane, float(prediction.score)
 
     report()
-    seed_mask, seed_score = decode(seed, (box.i0, box.j0, box.i1, box.j1), 1)
+    seed_prompt = (box.i0, box.j0, box.i1, box.j1)
+    seed_mask, seed_score = decode(seed, seed_prompt, 1)
     seed_mask = _largest_component(_smooth(seed_mask), ndimage)
+    seed_fits: list[str] = []
+    margin = settings.prompt_margin_256 * max(nj, ni) / LITEMEDSAM_SIZE
+    for _ in range(settings.refine_seed):  # shrink-to-fit: a loose box re-prompted with the mask's own
+        if seed_mask.sum() < settings.min_area_px:
+            break
+        refined, change = _fit_box(seed_mask, seed_prompt, margin, roi, settings)
+        if refined == seed_prompt or "grow" in change:
+            break
+        seed_fits.append(change)
+        seed_prompt = refined
+        candidate, candidate_score = decode(seed, seed_prompt, 1)
+        seed_mask = _largest_component(_smooth(candidate), ndimage)
+        seed_score = candidate_score
     done += 1
     report()
     if seed_mask.sum() < settings.min_area_px:
@@ -193,8 +225,8 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
     stats = _seed_stats(array[seed].astype(np.float64), seed_mask, ndimage)
     stats = _SeedStats(stats.median, stats.iqr, stats.contrast, region_feature(embeddings[seed], seed_mask))
     result.mask[seed] = seed_mask
-    result.decisions.append(SliceDecision(seed, True, "seed", seed_score, int(seed_mask.sum())))
-    margin = settings.prompt_margin_256 * max(nj, ni) / LITEMEDSAM_SIZE
+    result.decisions.append(SliceDecision(seed, True, "seed", seed_score, int(seed_mask.sum()),
+                                          prompt=seed_prompt, refits=",".join(seed_fits)))
 
     for step in (+1, -1):
         previous = seed_mask
@@ -205,19 +237,23 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
                 break
             prompt = _prompt_box(previous, margin, roi)
             mask, score = decode(k, prompt, step)
+            fits: list[str] = []
             for _ in range(settings.refine):
                 touching = decision_mask(mask, previous, ndimage)
                 if touching.sum() < settings.min_area_px:
                     break
-                refined = _prompt_box(touching, margin, roi)
+                refined, change = _fit_box(touching, prompt, margin, roi, settings)
                 if refined == prompt:
                     break
+                fits.append(change)
                 prompt = refined
                 mask, score = decode(k, prompt, step)
             done += 1
             report()
             decision = _judge(k, mask, score, previous, array[k].astype(np.float64), stats, settings,
-                              ndimage, embeddings[k])
+                              ndimage, embeddings[k], seed_area=int(seed_mask.sum()))
+            decision.prompt = prompt
+            decision.refits = ",".join(fits)
             result.decisions.append(decision)
             if not decision.accepted:
                 break
@@ -247,7 +283,7 @@ def decision_mask(mask: np.ndarray, previous: np.ndarray, ndimage) -> np.ndarray
 
 def _judge(k: int, mask: np.ndarray, score: float, previous: np.ndarray, values: np.ndarray,
            stats: _SeedStats, settings: PropagationSettings, ndimage,  # noqa: ANN001
-           embedding: SliceEmbedding | None = None) -> SliceDecision:
+           embedding: SliceEmbedding | None = None, seed_area: int = 0) -> SliceDecision:
     connected = decision_mask(mask, previous, ndimage)
     area = int(connected.sum())
     decision = SliceDecision(k, False, "", score, area)
@@ -298,6 +334,31 @@ def _prompt_box(previous: np.ndarray, margin: float, roi: VoxelBox) -> tuple[int
     m = int(round(margin))
     return (max(roi.i0, int(columns.min()) - m), max(roi.j0, int(rows.min()) - m),
             min(roi.i1, int(columns.max()) + m), min(roi.j1, int(rows.max()) + m))
+
+
+def _fit_box(mask: np.ndarray, prompt: tuple[int, int, int, int], margin: float, roi: VoxelBox,
+             settings: PropagationSettings) -> tuple[tuple[int, int, int, int], str]:
+    """The next prompt for a slice: the mask's tight box ± ``margin`` (shrink-to-fit), with every
+    side the mask reaches (within one pixel of the prompt's edge) moved out by
+    ``grow_fraction`` × the prompt's side instead (the lesion continues past the box).
+    Clipped to the ROI rectangle."""
+    rows, columns = np.nonzero(mask)
+    m = int(round(margin))
+    i0, j0, i1, j1 = prompt
+    grow_i = max(m, math.ceil(settings.grow_fraction * (i1 - i0 + 1)))
+    grow_j = max(m, math.ceil(settings.grow_fraction * (j1 - j0 + 1)))
+    lo_i, lo_j, hi_i, hi_j = int(columns.min()), int(rows.min()), int(columns.max()), int(rows.max())
+    if settings.grow_fraction <= 0:
+        touches = (False, False, False, False)
+    else:
+        touches = (lo_i <= i0 + 1 and i0 > roi.i0, lo_j <= j0 + 1 and j0 > roi.j0,
+                   hi_i >= i1 - 1 and i1 < roi.i1, hi_j >= j1 - 1 and j1 < roi.j1)
+    box = (i0 - grow_i if touches[0] else lo_i - m, j0 - grow_j if touches[1] else lo_j - m,
+           i1 + grow_i if touches[2] else hi_i + m, j1 + grow_j if touches[3] else hi_j + m)
+    box = (max(roi.i0, box[0]), max(roi.j0, box[1]), min(roi.i1, box[2]), min(roi.j1, box[3]))
+    grew = box[0] < i0 or box[1] < j0 or box[2] > i1 or box[3] > j1
+    shrank = box[0] > i0 or box[1] > j0 or box[2] < i1 or box[3] < j1
+    return box, "+".join(name for name, flag in (("grow", grew), ("shrink", shrank)) if flag)
 
 
 def _largest_component(mask: np.ndarray, ndimage) -> np.ndarray:  # noqa: ANN001

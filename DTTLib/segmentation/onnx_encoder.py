@@ -1,0 +1,140 @@
+"""The LiteMedSAM TinyViT image encoder through ONNX Runtime (CPU speed path).
+
+The encoder is exported once from the loaded PyTorch module (the TorchScript-based
+``torch.onnx.export``, opset 17, dynamic batch) into a per-user cache —
+``$DTT_CACHE_DIR/onnx/`` or ``~/.cache/DigitalTwinTumor/onnx/`` (``$XDG_CACHE_HOME`` honoured) —
+under a name keyed by the checkpoint's SHA-256 and the exporter settings, never into the
+repository or the working folder. Later runs only load that file.
+
+Only the encoder runs in ONNX Runtime; the prompt encoder and mask decoder stay in PyTorch
+(≈ 60 ms per box), so embeddings are handed back as torch tensors and everything downstream
+is unchanged. ``verify_encoder`` compares the two paths on a given input; the tolerance used by
+the tests and stated in docs/PERFORMANCE.md is on the embedding (max abs difference) and on
+the decoded masks (Dice).
+
+Needs ``onnxruntime`` to run and ``onnx`` to export; either missing → :class:`OnnxUnavailable`
+and the caller falls back to PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OPSET = 17
+EXPORT_VERSION = 1  # bump when the export recipe changes: old cache files are then ignored
+INPUT_NAME = "image"
+OUTPUT_NAME = "embedding"
+
+
+class OnnxUnavailable(RuntimeError):
+    """ONNX Runtime (or, for a first export, the ``onnx`` package) is not usable here."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("DTT_CACHE_DIR")
+    if base:
+        return Path(base) / "onnx"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg) if xdg else Path.home() / ".cache"
+    return root / "DigitalTwinTumor" / "onnx"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_path(checkpoint: str | os.PathLike[str], directory: Path | None = None) -> Path:
+    """Where the encoder exported from ``checkpoint`` is (or will be) cached."""
+    sha = file_sha256(checkpoint)
+    return (directory or cache_dir()) / f"litemedsam_encoder_{sha[:16]}_op{OPSET}_v{EXPORT_VERSION}.onnx"
+
+
+def export_encoder(image_encoder: Any, path: Path, size: int = 256) -> Path:
+    """Export ``image_encoder`` (a torch module on the CPU, eval mode) to ``path`` atomically."""
+    import torch  # noqa: PLC0415
+
+    try:
+        import onnx  # noqa: F401, PLC0415
+    except ImportError:
+        raise OnnxUnavailable("exporting the encoder needs the 'onnx' package") from None
+    import warnings  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, size, size)
+    handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
+    os.close(handle)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(image_encoder, (dummy,), temporary, dynamo=False, opset_version=OPSET,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              do_constant_folding=True)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except Exception as error:  # noqa: BLE001 - any exporter failure means: use PyTorch
+        Path(temporary).unlink(missing_ok=True)
+        raise OnnxUnavailable(f"ONNX export of the encoder failed: {error}") from error
+    return path
+
+
+class OnnxEncoder:
+    """An ONNX Runtime session for the exported encoder: float32 (N, 3, 256, 256) → (N, 256, 64, 64)."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        try:
+            import onnxruntime as ort  # noqa: PLC0415
+        except ImportError:
+            raise OnnxUnavailable("onnxruntime is not installed") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - a corrupt cache file: caller re-exports or falls back
+            raise OnnxUnavailable(f"cannot load '{path}': {error}") from error
+        self.path = path
+        self.threads = threads
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+
+def load_or_export(image_encoder: Any, checkpoint: str, threads: int,
+                   directory: Path | None = None) -> OnnxEncoder:
+    """The cached ONNX encoder for ``checkpoint``, exporting it first if needed."""
+    try:
+        import onnxruntime  # noqa: F401, PLC0415
+    except ImportError:
+        raise OnnxUnavailable("onnxruntime is not installed") from None
+    path = encoder_path(checkpoint, directory)
+    if path.is_file():
+        try:
+            return OnnxEncoder(path, threads)
+        except OnnxUnavailable:
+            path.unlink(missing_ok=True)  # corrupt or from an incompatible runtime: export again
+    export_encoder(image_encoder, path)
+    return OnnxEncoder(path, threads)
+
+
+def onnx_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
