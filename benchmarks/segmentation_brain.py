@@ -71,6 +71,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row))
     machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+               "encoder": segmenter.encoder_backend,
                "python": platform.python_version()}
     print(json.dumps({"machine": machine}))
     if args.json:
