@@ -144,6 +144,8 @@ def describe(scene: Any = None) -> list[PatientView]:
         sh.GetItemChildren(patient, studies)
         for s in range(studies.GetNumberOfIds()):
             study = studies.GetId(s)
+            if sh.GetItemLevel(study) != "Study":  # data placed directly under the patient
+                continue
             study_view = StudyView(sh.GetItemName(study), _item_attributes(sh, study))
             nodes = vtk.vtkIdList()
             sh.GetItemChildren(study, nodes, True)

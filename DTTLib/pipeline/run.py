@@ -116,7 +116,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     notes = [note for s in segmentations.values() for note in s.notes]
     consecutive = [None] + [registrations.get((a, b)) for a, b in zip(labels, labels[1:])]
     twin, measurements, inputs = step("measure, track, RECIST, growth, what-if",
-                                      lambda: _twin(case, images, segmentations, consecutive))
+                                      lambda: _twin(case, images, segmentations, consecutive, notes))
     confidences = {(lesion, labels.index(label)): 0.4 if not segmentations[(lesion, label)].found else 0.8
                    for (lesion, label) in segmentations}
     scene = None
@@ -180,8 +180,29 @@ def _segmenter(options: RunOptions) -> Any:
                      "use --model litemedsam (MedSAM ViT-B needs downloaded weights: see dtt segment --help)")
 
 
+def _keep_reader_identities(case: CaseSpec, graph: Any, notes: list[str]) -> None:
+    """Boxes the reader gave with the same lesion id at two timepoints declare one lesion: where
+    tracking disagrees (e.g. a lesion that shrank far from its old centroid), the reader wins,
+    recorded as a user override with its reason, and the disagreement is reported."""
+    from DTTLib.tracking.records import Override  # noqa: PLC0415
+
+    order = [t.timepoint_id for t in case.timepoints]
+    for lesion in case.lesions:
+        given = sorted({order.index(p.timepoint_id) for p in lesion.boxes})
+        for earlier, later in zip(given, given[1:]):
+            source, target = (earlier, lesion.lesion_id), (later, lesion.lesion_id)
+            tracks = graph.track_of()
+            if source not in tracks or target not in tracks or tracks[source] == tracks[target]:
+                continue
+            graph.apply_override(Override("reassign", [source], [target],
+                                          f"the reader boxed {lesion.lesion_id} at {order[earlier]} and "
+                                          f"{order[later]} (case.json)", user="case.json"))
+            notes.append(f"tracking did not match {lesion.lesion_id} between {order[earlier]} and {order[later]} "
+                         "(centroids > 20 mm apart after registration); kept the reader's lesion id — check it")
+
+
 def _twin(case: CaseSpec, images: dict[str, Any], segmentations: dict[tuple[str, str], Any],
-          registrations: list[Any]) -> tuple[Any, dict, Any]:
+          registrations: list[Any], notes: list[str]) -> tuple[Any, dict, Any]:
     from DTTLib.measurement.diameters import measure_lesion  # noqa: PLC0415
     from DTTLib.twin import build_twin  # noqa: PLC0415
     from DTTLib.twin.from_masks import TimepointMasks, inputs_from_masks  # noqa: PLC0415
@@ -196,8 +217,10 @@ def _twin(case: CaseSpec, images: dict[str, Any], segmentations: dict[tuple[str,
                                          organs, nodal, source=f"{timepoint.timepoint_id} ({timepoint.path.name})"))
     therapy = [TherapyEntry(t.start_day, None if not np.isfinite(t.end_day) else t.end_day, t.dose_level,
                             t.agent or "therapy") for t in case.therapy]
-    inputs, _graph = inputs_from_masks(case.patient, timepoints, therapy, registrations=registrations,
-                                       immunotherapy=case.immunotherapy)
+    inputs, graph = inputs_from_masks(case.patient, timepoints, therapy, registrations=registrations,
+                                      immunotherapy=case.immunotherapy)
+    _keep_reader_identities(case, graph, notes)
+    inputs.identity = graph.to_dict()
     for info, timepoint in zip(inputs.timepoints, case.timepoints):
         if timepoint.new_lesions:
             info.new_lesions = True

@@ -20,10 +20,13 @@ from DTTLib.pipeline.cache import StepCache
 from DTTLib.pipeline.case import BoxPrompt, CaseSpec, LesionSpec
 from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
 
-#: In-plane margin (mm) added around a carried-over lesion box, for growth and registration error.
-CARRY_MARGIN_MM = 3.0
+#: In-plane margin around a carried-over lesion box, for growth and registration error: a
+#: fraction of the lesion's extent, within [min, max] mm. A fixed 3 mm doubled the box of a
+#: 6 mm node, and the model then filled the box.
+CARRY_MARGIN_FRACTION = 0.15
+CARRY_MARGIN_MM = (1.0, 3.0)
 #: Bump when the segmentation or carry-over rules change.
-STEP_VERSION = 1
+STEP_VERSION = 2
 
 
 @dataclass
@@ -99,7 +102,9 @@ def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: Im
     corners_ras = [(reference.ijk_to_ras() @ np.array([*c, 1.0]))[:3] for c in corners_ijk]
     mapped = np.asarray(registration.to_followup(corners_ras))
     centre = mapped.mean(axis=0)
-    half = np.abs(mapped[1] - mapped[0]) / 2 + CARRY_MARGIN_MM
+    extent = np.abs(mapped[1] - mapped[0])
+    margin = float(np.clip(CARRY_MARGIN_FRACTION * extent.max(), *CARRY_MARGIN_MM))
+    half = extent / 2 + margin
     low, high = centre - half, centre + half
     box = voxel_box_from_ras(target, low, high)
     k_centre = int(round((target.ras_to_ijk() @ np.array([*centre, 1.0]))[2]))
