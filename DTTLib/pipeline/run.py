@@ -123,7 +123,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     pictures: dict[tuple[str, str], Path] = {}
     masks = {key: s.mask for key, s in segmentations.items()}
     lesion_ids = [lesion.lesion_id for lesion in case.lesions]
-    from DTTLib.pipeline.scene_step import build_scene, render_lesion_views  # noqa: PLC0415
+    from DTTLib.pipeline.scene_step import build_scene  # noqa: PLC0415
 
     png_dir = staging / "png"
     png_dir.mkdir()
