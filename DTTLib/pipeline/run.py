@@ -117,8 +117,9 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     consecutive = [None] + [registrations.get((a, b)) for a, b in zip(labels, labels[1:])]
     twin, measurements, inputs = step("measure, track, RECIST, growth, what-if",
                                       lambda: _twin(case, images, segmentations, consecutive, notes))
-    confidences = {(lesion, labels.index(label)): 0.4 if not segmentations[(lesion, label)].found else 0.8
-                   for (lesion, label) in segmentations}
+    # No per-lesion confidence is invented here: the narrative names low confidence only where
+    # a measurement carries one (a calibrated segmentation quality score is future work).
+    confidences: dict[tuple[str, int], float] = {}
     scene = None
     pictures: dict[tuple[str, str], Path] = {}
     masks = {key: s.mask for key, s in segmentations.items()}
