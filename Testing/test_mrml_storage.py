@@ -123,3 +123,16 @@ def test_corrupt_volume_file_gives_a_clear_error(mrml, tmp_path):
     with pytest.raises(InputError, match="could not read volume"):
         load_volume(path)
     assert mrml.scene.GetFirstNodeByName("broken") is None
+
+
+def test_relative_paths_work_like_absolute_ones(mrml, tmp_path, monkeypatch):
+    # the MRB writer refuses relative folders; users type relative paths (make demo does)
+    monkeypatch.chdir(tmp_path)
+    image = oblique_volume()
+    add_volume_node(image, "scan")
+    save_node(mrml.scene.GetFirstNodeByName("scan"), "scan.nrrd")
+    save_scene_mrb("bundle.mrb")
+    mrml.clear()
+    load_scene_mrb("bundle.mrb")
+    assert np.array_equal(image_from_volume_node(mrml.scene.GetFirstNodeByName("scan")).array, image.array)
+    assert np.array_equal(image_from_volume_node(load_volume("scan.nrrd")).array, image.array)

@@ -35,7 +35,7 @@ def extension_of(path: str | os.PathLike[str]) -> str:
 
 def save_node(node: Any, path: str | os.PathLike[str]) -> Path:
     """Write one node to ``path`` with the storage node Slicer would use for that extension."""
-    path = Path(path)
+    path = Path(path).absolute()
     _check_extension_fits(node, path)
     _check_writable(path)
     if node.GetStorageNode() is None:
@@ -126,7 +126,7 @@ def load_markups(path: str | os.PathLike[str], scene: Any = None) -> list[Any]:
 
 def save_scene_mrb(path: str | os.PathLike[str], scene: Any = None) -> Path:
     """Write the whole scene as a Slicer scene bundle, replacing ``path`` only on success."""
-    path = Path(path)
+    path = Path(path).absolute()  # the bundle writer refuses relative folders
     if extension_of(path) != ".mrb":
         raise InputError(f"scene bundle name '{path.name}' does not end in .mrb",
                          "use a file name like scene.mrb")
@@ -143,7 +143,7 @@ def save_scene_mrb(path: str | os.PathLike[str], scene: Any = None) -> Path:
 
 def load_scene_mrb(path: str | os.PathLike[str], clear: bool = True, scene: Any = None) -> Any:
     """Read a scene bundle into the scene (cleared first unless ``clear`` is False)."""
-    path = _existing(path, (".mrb",))
+    path = _existing(Path(path).absolute(), (".mrb",))
     runtime = get_runtime()
     runtime.ensure_remote_io()
     scene = scene or runtime.scene

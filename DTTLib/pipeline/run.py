@@ -69,7 +69,7 @@ def run_case(case_dir: str | Path, out_dir: str | Path, options: RunOptions | No
     if len(case.timepoints) < 2:
         raise InputError(f"the case has {len(case.timepoints)} timepoint; response and growth need at least 2",
                          "add a follow-up scan to case.json (or use `dtt segment` for one scan)")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f".staging-{uuid.uuid4().hex[:10]}"
     staging.mkdir()
