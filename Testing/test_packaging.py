@@ -72,8 +72,9 @@ def test_top_level_cmake_is_a_complete_extension():
         assert f"add_subdirectory({sub})" in text
     assert "Slicer_EXTENSION_GENERATE_CONFIG" in text and "Slicer_EXTENSION_CPACK" in text
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
-    icon = re.search(r'EXTENSION_ICONURL "[^"]*/main/([^"]+)"', text).group(1)
-    assert (ROOT / icon).is_file(), f"icon {icon} referenced by EXTENSION_ICONURL is not in the repository"
+    for field in ("ICONURL", "SCREENSHOTURLS"):
+        picture = re.search(rf'EXTENSION_{field} "[^"]*/main/([^"]+)"', text).group(1)
+        assert (ROOT / picture).is_file(), f"{picture} referenced by EXTENSION_{field} is not in the repository"
 
 
 def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
