@@ -41,7 +41,6 @@ class RunOptions:
     model: str = "litemedsam"
     device: str | None = None
     db: str | None = None  # store location; default OUT_DIR/store.sqlite
-    narrative: str = "template"  # template | auto (MedGemma when the profile and weights allow)
     render: bool = True
 
 
@@ -117,9 +116,6 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     consecutive = [None] + [registrations.get((a, b)) for a, b in zip(labels, labels[1:])]
     twin, measurements, inputs = step("measure, track, RECIST, growth, what-if",
                                       lambda: _twin(case, images, segmentations, consecutive, notes))
-    # No per-lesion confidence is invented here: the narrative names low confidence only where
-    # a measurement carries one (a calibrated segmentation quality score is future work).
-    confidences: dict[tuple[str, int], float] = {}
     scene = None
     pictures: dict[tuple[str, str], Path] = {}
     masks = {key: s.mask for key, s in segmentations.items()}
@@ -132,7 +128,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
         scene = step("scene", lambda: build_scene(case.patient, labels, days, images, masks, measurements,
                                                   lesion_ids, twin, "", "pending"))
         pictures = step("render", lambda: _render(scene, measurements, png_dir, notes))
-    narrative, prompt_text = step("narrative", lambda: _narrative(twin, labels, pictures, confidences, options))
+    narrative, prompt_text = step("narrative", lambda: _narrative(twin, labels, pictures))
     mask_files = step("save masks", lambda: _save_masks(staging / "masks", images, segmentations))
     appearance = step("embeddings", lambda: cache.get_or_compute(
         "appearance", {"images": digests, "masks": {f"{l}@{t}": _digest(s.mask) for (l, t), s in segmentations.items()},
@@ -241,16 +237,17 @@ def _render(scene: Any, measurements: dict, png_dir: Path, notes: list[str]) -> 
         return {}
 
 
-def _narrative(twin: Any, labels: list[str], pictures: dict, confidences: dict,
-               options: RunOptions) -> tuple[dict[str, Any], str]:
+def _narrative(twin: Any, labels: list[str], pictures: dict) -> tuple[dict[str, Any], str]:
+    """The template narrative (the CPU default, DESIGN.md §4); MedGemma runs from DTT Narrative /
+    dtt narrate. No per-lesion confidence is invented: a calibrated quality score is future work."""
     from DTTLib.narrative.facts import facts_from_dict  # noqa: PLC0415
     from DTTLib.narrative.service import narrate  # noqa: PLC0415
     from DTTLib.pipeline.summary import twin_summary  # noqa: PLC0415
 
     images = [str(p) for p in list(pictures.values())[:3]]
-    summary = twin_summary(twin, labels, images, confidences)
+    summary = twin_summary(twin, labels, images)
     facts = facts_from_dict(summary)
-    result = narrate(facts)  # template: the CPU default (DESIGN.md §4); MedGemma via DTT Narrative / dtt narrate
+    result = narrate(facts)
     narrative = {"text": result.text, "sections": result.sections, "backend": result.backend,
                  "label": result.label, "grounding": result.grounding, "flags": list(result.flags),
                  "facts": summary}
