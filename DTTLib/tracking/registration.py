@@ -122,6 +122,18 @@ def register(baseline: ImageVolume, followup: ImageVolume,
     unknown = set(opts.stages) - {"rigid", "affine"}
     if unknown or not opts.stages:
         raise InputError(f"unknown registration stage(s) {sorted(unknown)}", "use 'rigid' and/or 'affine'")
+    # Every filter SimpleITK runs here (shrinking, smoothing, the metric) sums in thread order;
+    # one thread makes the transform repeatable bit for bit, so cached carry-over boxes and the
+    # pipeline's measurements do not change between identical runs.
+    threads_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(opts.threads)
+    try:
+        return _register(baseline, followup, opts)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads_before)
+
+
+def _register(baseline: ImageVolume, followup: ImageVolume, opts: RegistrationOptions) -> RegistrationResult:
     fixed = _prepared(baseline, opts.max_voxels)
     moving = _prepared(followup, opts.max_voxels)
     current: sitk.Transform = sitk.CenteredTransformInitializer(
