@@ -113,6 +113,8 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     segmentations, registrations = step("segment", lambda: segment_case(
         case, images, digests, segmenter, cache, register, lambda message: progress(f"segment: {message}")))
     notes = [note for s in segmentations.values() for note in s.notes]
+    notes += [f"registration {moving} → {fixed}: {note}" for (fixed, moving), reg in registrations.items()
+              for note in getattr(reg, "notes", [])]
     consecutive = [None] + [registrations.get((a, b)) for a, b in zip(labels, labels[1:])]
     twin, measurements, inputs = step("measure, track, RECIST, growth, what-if",
                                       lambda: _twin(case, images, segmentations, consecutive, notes))

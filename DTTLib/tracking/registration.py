@@ -40,6 +40,11 @@ class RegistrationOptions:
     max_voxels: int = 600_000  # larger scans are block-averaged in-plane first (speed, not accuracy)
     seed: int = 0
     threads: int = 1
+    #: An affine stage is kept only if it does not worsen the full-resolution metric of the
+    #: stage before it and its scaling stays within these bounds (the same patient's body a
+    #: few weeks apart does not shrink or grow by a third). Outside them it has diverged.
+    max_scale_change: float = 0.25
+    metric_tolerance: float = 0.01
 
 
 @dataclass
@@ -50,6 +55,7 @@ class RegistrationResult:
     stages: list[str] = field(default_factory=list)
     final_metric: list[float] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # stages tried and rejected, and why
 
     @classmethod
     def identity(cls) -> "RegistrationResult":
@@ -78,7 +84,8 @@ class RegistrationResult:
 
     def to_dict(self) -> dict:
         return {"matrix_ras": self.matrix_ras.tolist(), "stages": list(self.stages),
-                "final_metric": list(self.final_metric), "iterations": list(self.iterations)}
+                "final_metric": list(self.final_metric), "iterations": list(self.iterations),
+                "notes": list(self.notes)}
 
 
 def _apply(m: np.ndarray, points: Sequence[Sequence[float]]) -> np.ndarray:
@@ -152,30 +159,67 @@ def _register(baseline: ImageVolume, followup: ImageVolume, opts: RegistrationOp
             initial.SetMatrix(lin.ravel().tolist())
             # x' = A(x - c) + c + t  must equal  x' = A x + b
             initial.SetTranslation((FLIP @ m[:3, 3] - centre + lin @ centre).tolist())
-        reg = sitk.ImageRegistrationMethod()
-        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=opts.histogram_bins)
-        reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(opts.sampling_fraction, opts.seed + 1)  # SimpleITK seed 0 = wall clock
-        reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=opts.learning_rate, minStep=1e-4, numberOfIterations=opts.iterations,
-            relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+        reg = _method(opts)
         reg.SetOptimizerScalesFromPhysicalShift()
         reg.SetShrinkFactorsPerLevel(list(opts.shrink_factors))
         reg.SetSmoothingSigmasPerLevel(list(opts.smoothing_sigmas_mm))
         reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-        reg.SetNumberOfThreads(opts.threads)
         reg.SetInitialTransform(initial, inPlace=False)
         try:
-            current = reg.Execute(fixed, moving)
+            found = reg.Execute(fixed, moving)
         except RuntimeError as exc:
             raise GeometryError(f"{stage} registration failed: {str(exc).splitlines()[-1][:200]}",
                                 "check that both scans show the same body region and overlap") from exc
+        if stage == "affine" and result.stages:
+            rejection = _affine_rejection(fixed, moving, current, found, opts)
+            if rejection:
+                result.notes.append(f"affine stage rejected ({rejection}); the rigid result is kept")
+                continue
+        current = found
         result.stages.append(stage)
         result.final_metric.append(float(reg.GetMetricValue()))
         result.iterations.append(int(reg.GetOptimizerIteration()))
     result.matrix_ras = _matrix_ras_from_sitk(current)
     return result
+
+
+def _method(opts: RegistrationOptions) -> sitk.ImageRegistrationMethod:
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=opts.histogram_bins)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(opts.sampling_fraction, opts.seed + 1)  # SimpleITK seed 0 = wall clock
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=opts.learning_rate, minStep=1e-4, numberOfIterations=opts.iterations,
+        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+    reg.SetNumberOfThreads(opts.threads)
+    return reg
+
+
+def _full_resolution_metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
+                            opts: RegistrationOptions) -> float:
+    """Mattes MI of ``transform`` on the full-resolution images (same samples for every call)."""
+    reg = _method(opts)
+    reg.SetInitialTransform(transform, inPlace=False)
+    return float(reg.MetricEvaluate(fixed, moving))
+
+
+def _affine_rejection(fixed: sitk.Image, moving: sitk.Image, rigid: sitk.Transform,
+                      affine: sitk.Transform, opts: RegistrationOptions) -> str:
+    """Why the affine result must not replace the rigid one ('' when it may).
+
+    Gradient descent on the 12 affine parameters can run away (seen on a phantom pair: scale
+    1.57, metric −0.18 where the rigid stage had −0.88), and a runaway map carries lesion
+    boxes 20 mm off. Both checks use quantities the registration itself defines.
+    """
+    scales = np.linalg.svd(_matrix_ras_from_sitk(affine)[:3, :3], compute_uv=False)
+    if np.any(np.abs(np.log(scales)) > np.log1p(opts.max_scale_change)):
+        return f"scale factors {', '.join(f'{v:.2f}' for v in scales)} outside 1 ± {opts.max_scale_change:.2f}"
+    before = _full_resolution_metric(fixed, moving, rigid, opts)
+    after = _full_resolution_metric(fixed, moving, affine, opts)
+    if after > before + opts.metric_tolerance * abs(before):  # Mattes MI: lower is better
+        return f"metric {after:.3f} worse than the rigid stage's {before:.3f}"
+    return ""
 
 
 def warp_mask_to_baseline(mask: np.ndarray, followup: ImageVolume, baseline: ImageVolume,
