@@ -146,3 +146,45 @@ def test_large_index_answers_exactly_while_its_hnsw_graph_builds_after_reopen(tm
         s.add_embeddings([Embedding(lesion_id=twin.id, vector=vectors[0] * 3)])
         assert s.similar(lesions[0].id, k=1)[0].lesion.id == twin.id  # small tail: added at once
         assert index._graph_rows == n + 1 and s.verify() == []
+
+
+def test_filters_search_small_subsets_exactly_and_size_the_request(tmp_path):
+    """Above the exact limit, a filter matching few rows (one patient) is answered by exact
+    search over those rows; the first index request follows the stored rows per lesion, and
+    rows appended later are filtered correctly too."""
+    from DTTLib.store.sqlite_backend import EmbeddedStore  # noqa: PLC0415
+    dim = 32
+    vectors = clustered(700, dim, seed=6)
+    with EmbeddedStore(tmp_path / "s.sqlite", exact_max_elements=10_000, background_build=False) as s:
+        _, _, many = populate(s, lesions=550, organs=("liver", "lung"))
+        small_patient, point, few = populate(s, lesions=50, organs=("liver", "lung"))
+        lesions = many + few
+        s.add_embeddings([Embedding(lesion_id=l.id, vector=v) for l, v in zip(lesions, vectors)])
+        index = s.index("appearance", dim)
+        assert index.uses_graph and index.rows_per_lesion == 1.0
+        assert s._first_fetch("appearance", dim, 10) == 17  # not 4k + 4 = 44
+        s.similar_to_vector(vectors[0], k=10)  # builds the graph (no background build here)
+        calls: list[dict] = []
+        graph_search = index._graph.search
+        index._graph.search = lambda *args, **kwargs: calls.append(kwargs) or graph_search(*args, **kwargs)
+        query = vectors[600]
+        hits = s.similar_to_vector(query, k=10, patient_id=small_patient.id)
+        own = list(range(550, 600))
+        exact = [lesions[own[j]].id for j in _exact(vectors[own], query, 10)]
+        assert [h.lesion.id for h in hits] == exact and calls == []  # exact search, the graph not asked
+        lung = [i for i in range(600) if lesions[i].organ == "lung"]
+        recalls = []
+        for q in range(0, 600, 50):
+            hits = s.similar_to_vector(vectors[q], k=10, organ="lung")
+            truth = [lesions[lung[j]].id for j in _exact(vectors[lung], vectors[q], 10)]
+            assert {h.lesion.organ for h in hits} == {"lung"}
+            assert calls[-1]["overfetch"] == 3  # ⌈1.25 / 0.5⌉, not ruvector's fixed 4
+            recalls.append(len({h.lesion.id for h in hits} & set(truth)) / 10)
+        assert np.mean(recalls) >= 0.9
+        # a second vector (another timepoint) for each of the small patient's lesions
+        s.add_embeddings([Embedding(lesion_id=l.id, timepoint_id=point.id, vector=v)
+                          for l, v in zip(few, vectors[600:650])])
+        index = s.index("appearance", dim)
+        assert index.rows_per_lesion == pytest.approx(650 / 600)
+        hits = s.similar_to_vector(vectors[649] * 2, k=3, patient_id=small_patient.id)
+        assert hits[0].lesion.id == few[49].id and hits[0].score == pytest.approx(1.0, abs=1e-5)

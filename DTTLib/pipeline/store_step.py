@@ -7,20 +7,22 @@ in the store itself, so a crash leaves either the whole record or none of it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from DTTLib.store import (Embedding, GrowthFit, Lesion, MaskFile, Measurement, Narrative, Patient,
-                          RecistResult, Timepoint, open_store, sha256_file)
+                          RecistResult, Scenario, Timepoint, open_store, sha256_file)
 from DTTLib.store.deid import Deidentifier, load_or_create_key
 from DTTLib.store.descriptors import growth_trajectory, shape_descriptor
+from DTTLib.twin.assemble import SOD_SERIES
 from DTTLib.twin.records import TwinState
 
 ACTOR = "dtt run"
 COMPONENT = "pipeline"
+CURVE_ARRAYS = ("t", "median", "lo80", "hi80", "lo95", "hi95")  # a what-if Curve's values, as stored
 
 
 @dataclass
@@ -100,17 +102,39 @@ def _run_records(store: Any, state: TwinState, patient: Patient, timepoints: lis
             records.append(RecistResult(patient_id=patient.id, timepoint_id=timepoints[index].id,
                                         criteria=state.criteria, response=tp["overall"] or "baseline",
                                         sum_diameters_mm=tp["sod_mm"], details=tp))
-    fits = []
-    for series in state.growth:
-        owner = lesions.get(series.name.removeprefix("LD "))
-        if series.selected and owner is not None:
-            fits.append(GrowthFit(lesion_id=owner.id, model=series.selected,
-                                  parameters=series.models.get(series.selected, {}).get("params", {}),
-                                  metrics={"series": series.name, "status": series.status,
-                                           "weights": {m: v["akaike_weight"] for m, v in series.models.items()}}))
-    records += fits
+    records += _growth_records(state, patient, lesions)
     records.append(Narrative(patient_id=patient.id, backend=narrative["backend"], model=narrative.get("model"),
                              text=narrative["text"], prompt_sha256=hashlib.sha256(prompt_text.encode()).hexdigest()))
+    return records
+
+
+def _growth_records(state: TwinState, patient: Patient, lesions: dict[str, Lesion]) -> list[Any]:
+    """Fits of each series with a selected model: a lesion's diameter series belongs to the
+    lesion, the sum of diameters (SOD) to the patient; the what-if curves, computed from the
+    SOD fit, are stored as its scenarios (hypotheses, with their bands)."""
+    records: list[Any] = []
+    sod_fit = None
+    for series in state.growth:
+        if not series.selected:
+            continue
+        owner = lesions.get(series.name.removeprefix("LD ")) if series.name.startswith("LD ") else None
+        if series.name != SOD_SERIES and owner is None:
+            continue
+        fit = GrowthFit(lesion_id=owner.id if owner else None,
+                        patient_id=patient.id if series.name == SOD_SERIES else None, model=series.selected,
+                        parameters=series.models.get(series.selected, {}).get("params", {}),
+                        metrics={"series": series.name, "unit": series.unit, "status": series.status,
+                                 "points": len(series.t),
+                                 "weights": {m: v["akaike_weight"] for m, v in series.models.items()}})
+        records.append(fit)
+        if series.name == SOD_SERIES:
+            sod_fit = fit
+    if sod_fit is not None:
+        for curve in state.whatif:
+            values = asdict(curve)
+            records.append(Scenario(fit_id=sod_fit.id, name=curve.name,
+                                    parameters={"kind": curve.kind, "label": curve.label},
+                                    result={key: values[key] for key in CURVE_ARRAYS}))
     return records
 
 

@@ -61,6 +61,11 @@ class SqlStore:
         """(embedding id, lesion id, cosine distance), nearest first."""
         raise NotImplementedError
 
+    def _first_fetch(self, kind: str, dim: int, k: int) -> int:
+        """Rows the first nearest-neighbour round asks for: lesions may have several vectors
+        (one per timepoint), and hits are reduced to one per lesion afterwards."""
+        return 4 * k + 4
+
     def _head_sql(self) -> str:
         return "SELECT value FROM meta WHERE key = 'audit_head'"
 
@@ -225,7 +230,7 @@ class SqlStore:
         where = {key: value for key, value in
                  (("patient", patient_id), ("organ", organ), ("modality", modality)) if value}
         best: dict[str, tuple[float, str]] = {}
-        fetch = 4 * k + 4
+        fetch = self._first_fetch(kind, query.size, k)
         while True:
             raw = self._nearest(kind, query.size, query, fetch, where)
             for embedding_id, lesion, distance in raw:

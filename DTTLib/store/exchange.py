@@ -13,16 +13,16 @@ import base64
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from DTTLib.errors import InputError, ResourceError
-from DTTLib.store import audit
+from DTTLib.store import audit, migrations
 from DTTLib.store.base import SqlStore, sha256_file
-from DTTLib.store.records import RECORD_TYPES, AuditEntry, Embedding, MaskFile
+from DTTLib.store.records import BY_TABLE, RECORD_TYPES, AuditEntry, Embedding, MaskFile
 
 FORMAT = "dtt-store-export-1"
 ORDER = [cls.TABLE for cls in RECORD_TYPES]
@@ -75,6 +75,31 @@ def _write_json(path: Path, value: Any) -> None:
         raise ResourceError(f"cannot write {path}: {error.strerror}", "free disk space or choose another folder") from error
 
 
+def _checked_tables(folder: Path, tables: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The export's rows, each checked like a new record (columns known, values valid).
+
+    Column names become SQL identifiers, so only a record's own fields are accepted. Rows of
+    an older schema (e.g. growth fits without ``patient_id``, schema 1) are valid as they are."""
+    checked: dict[str, list[dict[str, Any]]] = {}
+    for table, table_rows in tables.items():
+        cls = BY_TABLE.get(table)
+        if cls is None:
+            raise InputError(f"{folder}: the export has an unknown table {table!r}", "export it again")
+        names = {f.name for f in fields(cls)}
+        for row in table_rows:
+            unknown = set(row) - names
+            if unknown:
+                raise InputError(f"{folder}: {table} row {row.get('id')!r} has unknown column {sorted(unknown)[0]!r}",
+                                 "export it again with this DTT version's `dtt store export`")
+            try:
+                cls.from_row(dict(row)).validate()
+            except (TypeError, ValueError) as error:
+                raise InputError(f"{folder}: {table} row {row.get('id')!r} is damaged ({error})",
+                                 "export it again") from error
+        checked[table] = list(table_rows)
+    return checked
+
+
 def import_store(store: SqlStore, folder: str | Path, *, actor: str = "dtt",
                  mask_folder: str | Path | None = None) -> dict[str, int]:
     """Add an export's records to ``store``; mask files are copied next to it (or ``mask_folder``)."""
@@ -89,6 +114,11 @@ def import_store(store: SqlStore, folder: str | Path, *, actor: str = "dtt",
         raise InputError(f"{folder}: the export is damaged ({error})", "export it again") from error
     if document.get("format") != FORMAT:
         raise InputError(f"{folder}: unknown export format {document.get('format')!r}", "export it again")
+    if int(document.get("schema_version") or 0) > migrations.latest_version():
+        raise InputError(f"{folder} was exported from a store at schema version {document['schema_version']}, "
+                         f"newer than this DTT knows ({migrations.latest_version()})",
+                         "update DigitalTwinTumor before importing it")
+    rows = _checked_tables(folder, document.get("tables") or {})
     problems = audit.verify_chain(entries, audit.format_head(entries[-1].seq, entries[-1].hash)
                                   if entries else audit.format_head(0, audit.GENESIS))
     if problems:
@@ -96,7 +126,6 @@ def import_store(store: SqlStore, folder: str | Path, *, actor: str = "dtt",
                          "export it again from the source store")
     base = store._mask_base()  # noqa: SLF001 - server stores have none: masks stay in the export
     masks_to = Path(mask_folder) if mask_folder else (base / "masks" if base else folder / "masks")
-    rows = document["tables"]
     for row in rows.get(MaskFile.TABLE, []):
         source = folder / row["path"]
         if not source.exists() or sha256_file(source) != row["sha256"]:

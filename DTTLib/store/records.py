@@ -239,22 +239,36 @@ class RecistOverride(Record):
 
 @dataclass
 class GrowthFit(Record):
+    """A growth-model fit of one series: a lesion's (its diameter) or a patient's (the RECIST
+    sum of diameters). Exactly one of ``lesion_id`` / ``patient_id`` is set (schema v2)."""
+
     TABLE: ClassVar[str] = "growth_fits"
     JSON_FIELDS: ClassVar[tuple[str, ...]] = ("parameters", "metrics")
-    lesion_id: str = ""
+    lesion_id: str | None = None
     model: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    patient_id: str | None = None
     id: str = field(default_factory=new_id)
     created_at: str = field(default_factory=utc_now)
 
+    @property
+    def subject(self) -> tuple[str, str]:
+        """("lesion", id) or ("patient", id): what the fitted series belongs to."""
+        return ("lesion", self.lesion_id) if self.lesion_id else ("patient", self.patient_id or "")
+
     def validate(self) -> None:
         _need(self.model, "growth model name")
+        self.lesion_id = self.lesion_id or None
+        self.patient_id = self.patient_id or None
+        if (self.lesion_id is None) == (self.patient_id is None):
+            raise InputError("a growth fit needs exactly one owner: lesion_id or patient_id",
+                             "set lesion_id for a lesion's series, patient_id for the sum of diameters")
 
 
 @dataclass
 class Scenario(Record):
-    """A what-if run on a fit; always a hypothesis, never advice."""
+    """A what-if run on a fit (of a lesion or of a patient); always a hypothesis, never advice."""
 
     TABLE: ClassVar[str] = "scenarios"
     JSON_FIELDS: ClassVar[tuple[str, ...]] = ("parameters", "result")

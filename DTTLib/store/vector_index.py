@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -33,19 +34,27 @@ EXACT_MAX_ELEMENTS = 8_000_000
 # more than this are added in the background (ruvector inserts ~1k rows/s of 1152-d here).
 SYNC_TAIL_ROWS = 256
 BLOCK_ELEMENTS = 196_608  # floats per matrix-vector block in exact search (see _dot_rows)
+# A filtered exact search reads its rows scattered (gathered): measured ≈ 3.7× the cost per
+# row of a contiguous scan (5k of 10k rows of 1152-d: 6.4 ms gathered, 10k contiguous 3.5 ms).
+# Above the graph threshold a filter matching ≤ 1/4 of the exact limit is searched exactly.
+GATHER_COST = 4
 
 
-def _dot_rows(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``vectors @ q`` in blocks small enough that OpenBLAS keeps each in one thread.
+def _dot_rows(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``vectors[rows] @ q`` (all rows when ``rows`` is None) in blocks small enough that
+    OpenBLAS keeps each in one thread.
 
     One big ``sgemv`` is split across BLAS threads; on a busy machine a thread that is not
     scheduled stalls the call for a whole time slice (measured: 12.0 ms flat for 10k × 1152
     instead of 1.8 ms in blocks). The work is memory-bound, so one thread loses nothing.
+    A filtered subset is gathered block by block too, never copied whole.
     """
-    out = np.empty(len(vectors), np.float32)
+    count = len(vectors) if rows is None else len(rows)
+    out = np.empty(count, np.float32)
     step = max(1, BLOCK_ELEMENTS // max(1, vectors.shape[1]))
-    for start in range(0, len(vectors), step):
-        np.matmul(vectors[start:start + step], q, out=out[start:start + step])
+    for start in range(0, count, step):
+        block = vectors[start:start + step] if rows is None else vectors[rows[start:start + step]]
+        np.matmul(block, q, out=out[start:start + step])
     return out
 
 
@@ -92,7 +101,9 @@ class VectorIndex:
         self.vectors = np.zeros((0, dim), np.float32)
         self._inv_norms = np.zeros(0, np.float32)
         self.metadata: list[dict[str, Any]] = []
-        self._columns: dict[str, np.ndarray] = {}
+        # metadata key -> (int32 code per row, value -> code): a filter is an integer compare
+        # (0.005 ms at 100k rows) instead of a comparison of Python strings (2.5 ms)
+        self._codes: dict[str, tuple[np.ndarray, dict[Any, int]]] = {}
         self.stamp = IndexStamp(0, 0, 0)
         self._lock = threading.Lock()
         self._graph: Any = None  # a ruvector Collection over the first _graph_rows rows
@@ -116,7 +127,8 @@ class VectorIndex:
         self.vectors = np.concatenate([self.vectors, vectors]) if len(self.vectors) else vectors.copy()
         self._inv_norms = np.concatenate([self._inv_norms, (1.0 / np.maximum(norms, 1e-30)).astype(np.float32)])
         self.metadata = self.metadata + metas
-        self._columns = {}
+        for key, (codes, vocabulary) in list(self._codes.items()):
+            self._codes[key] = (np.concatenate([codes, self._encode(key, metas, vocabulary)]), vocabulary)
 
     @property
     def uses_graph(self) -> bool:
@@ -128,17 +140,41 @@ class VectorIndex:
         return self._graph is not None and (self._job is None or not self._job.is_alive())
 
     def search(self, query: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[tuple[int, float]]:
-        """(seq, cosine distance) of the ``k`` nearest rows matching ``where`` exactly."""
+        """(seq, cosine distance) of the ``k`` nearest rows matching ``where`` exactly.
+
+        A filter is resolved first against integer-coded metadata, so its selectivity is
+        known: a subset small enough for exact search (a patient's lesions) is searched
+        exactly (recall 1.0); a broad one (an organ) goes to the graph with the Rust-side
+        filter and an over-fetch sized to the selectivity (≈ 1.25 / fraction matching)
+        instead of ruvector's fixed ×4, which made a 50 % filter search a 4× wider beam.
+        """
         if len(self) == 0:
             return []
-        k = max(1, min(k, len(self)))
-        if not self.uses_graph:
-            return self._exact_search(query, k, where)
+        rows = self._matching(where) if where else None
+        if rows is not None and rows.size == 0:
+            return []
+        matching = len(self) if rows is None else int(rows.size)
+        k = max(1, min(k, matching))
+        if not self.uses_graph or matching * self.dim * GATHER_COST <= self.exact_max_elements:
+            return self._exact_rows(query, k, rows)
         graph = self._current_graph()
         if graph is None:  # being built in the background: answer exactly meanwhile
-            return self._exact_search(query, k, where)
-        hits = graph.search(np.asarray(query, np.float32), k, filter=where or None)
+            return self._exact_rows(query, k, rows)
+        q = np.asarray(query, np.float32)
+        if rows is None:
+            hits = graph.search(q, k)
+        else:
+            overfetch = min(64, math.ceil(1.25 * len(self) / matching))
+            hits = graph.search(q, k, filter=where, overfetch=overfetch)
         return [(int(hit.metadata["seq"]), float(hit.score)) for hit in hits]
+
+    @property
+    def rows_per_lesion(self) -> float | None:
+        """Stored rows per distinct lesion (several timepoints each); None if not known."""
+        if len(self) == 0 or "lesion" not in self.metadata[0]:
+            return None
+        _, vocabulary = self._code_column("lesion")
+        return len(self) / max(1, len(vocabulary))
 
     def build_graph(self) -> None:
         """Bring the HNSW graph up to every row now, in this thread (benchmarks, warm-up)."""
@@ -187,31 +223,54 @@ class VectorIndex:
         with self._lock:
             self._graph, self._graph_rows = graph, upto
 
-    def _column(self, key: str) -> np.ndarray:
-        column = self._columns.get(key)
+    @staticmethod
+    def _encode(key: str, metas: list[dict[str, Any]], vocabulary: dict[Any, int]) -> np.ndarray:
+        """Codes of ``metas[*][key]`` (absent → -1), growing ``vocabulary`` with new values."""
+        return np.fromiter((-1 if (value := meta.get(key)) is None else vocabulary.setdefault(value, len(vocabulary))
+                            for meta in metas), np.int32, len(metas))
+
+    def _code_column(self, key: str) -> tuple[np.ndarray, dict[Any, int]]:
+        column = self._codes.get(key)
         if column is None:
-            column = np.array([meta.get(key) for meta in self.metadata], dtype=object)
-            self._columns[key] = column
+            vocabulary: dict[Any, int] = {}
+            column = (self._encode(key, self.metadata, vocabulary), vocabulary)
+            self._codes[key] = column
         return column
 
-    def _exact_search(self, query: np.ndarray, k: int, where: dict[str, Any] | None) -> list[tuple[int, float]]:
+    def _matching(self, where: dict[str, Any]) -> np.ndarray:
+        """Row positions whose metadata equal every value in ``where``."""
+        mask = np.ones(len(self), bool)
+        for key, value in where.items():
+            codes, vocabulary = self._code_column(key)
+            code = vocabulary.get(value)
+            if code is None:
+                return np.zeros(0, np.int64)
+            mask &= codes == code
+        return np.flatnonzero(mask)
+
+    def _exact_rows(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
+        """Brute-force cosine over every row, or over the row positions ``rows``."""
         q = np.asarray(query, np.float32).ravel()
         q_norm = max(float(np.linalg.norm(q)), 1e-30)
-        vectors, inv_norms, seqs = self.vectors, self._inv_norms, self.seqs
-        rows = None
-        if where:
-            mask = np.ones(len(seqs), bool)
-            for key, value in where.items():
-                mask &= self._column(key) == value
-            rows = np.flatnonzero(mask)
-            if rows.size == 0:
-                return []
-            vectors, inv_norms, seqs = vectors[rows], inv_norms[rows], seqs[rows]
-        distance = 1.0 - _dot_rows(vectors, q) * inv_norms / q_norm
+        if rows is None:
+            distance = 1.0 - _dot_rows(self.vectors, q) * self._inv_norms / q_norm
+            seqs = self.seqs
+        elif rows.size * GATHER_COST > len(self):  # a large subset: scanning all rows is cheaper
+            distance = (1.0 - _dot_rows(self.vectors, q) * self._inv_norms / q_norm)[rows]
+            seqs = self.seqs[rows]
+        else:
+            distance = 1.0 - _dot_rows(self.vectors, q, rows) * self._inv_norms[rows] / q_norm
+            seqs = self.seqs[rows]
         k = min(k, distance.size)
         top = np.argpartition(distance, k - 1)[:k] if k < distance.size else np.arange(distance.size)
         top = top[np.argsort(distance[top], kind="stable")]
         return [(int(seqs[i]), float(distance[i])) for i in top]
+
+    def _exact_search(self, query: np.ndarray, k: int, where: dict[str, Any] | None) -> list[tuple[int, float]]:
+        rows = self._matching(where) if where else None
+        if rows is not None and rows.size == 0:
+            return []
+        return self._exact_rows(query, k, rows)
 
     def exact(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Brute-force cosine k-NN over the same rows: the reference for recall checks."""
@@ -248,8 +307,8 @@ class VectorIndex:
         Loading reads the arrays only (seconds → milliseconds); the HNSW graph, where the
         size calls for one, is built when searches start (see the class docstring)."""
         saved = cls.read(path)
-        if saved is None:
-            return None
+        if saved is None or (saved.metadata and "lesion" not in saved.metadata[0]):
+            return None  # missing, damaged, or written before rows carried their lesion
         index = cls(saved.dim, **saved.params, **options)
         index.add(saved.seqs, saved.vectors, saved.metadata)  # arrays only: no graph yet
         index.stamp = saved.stamp
