@@ -98,9 +98,14 @@ def test_falls_back_to_pytorch_when_onnx_is_unavailable(monkeypatch):
     def unavailable(*args, **kwargs):
         raise onnx_encoder.OnnxUnavailable("onnxruntime is not installed")
 
+    def no_openvino(*args, **kwargs):
+        raise onnx_encoder.OnnxUnavailable("openvino is not installed")
+
     monkeypatch.setattr(onnx_encoder, "load_or_export", unavailable)
+    monkeypatch.setattr(onnx_encoder, "load_openvino", no_openvino)
     segmenter = LiteMedSAMSegmenter(device="cpu")
     assert segmenter.encoder_backend == "torch" and "onnxruntime is not installed" in segmenter.encoder_note
+    assert "openvino is not installed" in segmenter.encoder_note
     x = np.zeros((1, 3, 256, 256), np.float32)
     assert segmenter._encode_array(x).shape == (1, 256, 64, 64)
     with pytest.raises(MissingDependencyError, match="ONNX encoder requested"):

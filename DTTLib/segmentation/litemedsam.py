@@ -8,10 +8,11 @@ Preprocessing is the upstream LiteMedSAM inference (see :mod:`.prepare`); embedd
 cached per slice (keyed by the prepared pixels), so moving a box on a slice already seen only
 re-runs the ~60 ms decoder.
 
-CPU speed: on the CPU the image encoder runs in ONNX Runtime when it is installed (exported
-once into a per-user cache, see :mod:`.onnx_encoder`; ``encoder="torch"`` or
-``DTT_ENCODER=torch`` forces PyTorch eager, which is also the fallback when onnxruntime or
-the export is unavailable — ``encoder_backend`` and ``encoder_note`` say which ran and why).
+CPU speed: on the CPU the image encoder is exported once to ONNX (a per-user cache, see
+:mod:`.onnx_encoder`) and runs in OpenVINO, else ONNX Runtime, else PyTorch eager — the first
+that is installed and works. ``encoder=`` or ``DTT_ENCODER`` = ``openvino`` | ``onnx`` |
+``torch`` picks one (``encoder_backend`` and ``encoder_note`` say which ran and why). All run
+fp32: int8 was measured and rejected (docs/PERFORMANCE.md).
 Threads: the cores this process may run on (``DTT_NUM_THREADS`` overrides).
 Starting Python with ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296``
 removes most of the encoder's page faults (see docs/PERFORMANCE.md); it must be set before
@@ -32,6 +33,7 @@ from DTTLib.segmentation.backend import SliceEmbedding, SlicePrediction
 from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, litemedsam_input, scale_box
 
 NAME = "litemedsam"
+ENCODERS = ("auto", "openvino", "onnx", "torch")  # auto on a CPU: openvino, else onnx, else torch
 
 
 def _import_runtime() -> tuple[Any, Any]:
@@ -111,21 +113,31 @@ class LiteMedSAMSegmenter:
         net.eval().to(self.device)
         self.encoder_backend, self.encoder_note, self._onnx = "torch", "", None
         choice = (encoder or os.environ.get("DTT_ENCODER") or "auto").lower()
-        if choice not in ("auto", "onnx", "torch"):
-            raise InputError(f"encoder '{choice}' is not one of auto, onnx, torch", "use encoder='auto'")
-        if choice == "onnx" and self.device != "cpu":
-            raise InputError("the ONNX encoder runs on the CPU only", "use device='cpu' or encoder='auto'")
-        if choice in ("auto", "onnx") and self.device == "cpu":
-            from DTTLib.segmentation.onnx_encoder import OnnxUnavailable, load_or_export  # noqa: PLC0415
+        if choice not in ENCODERS:
+            raise InputError(f"encoder '{choice}' is not one of {', '.join(ENCODERS)}", "use encoder='auto'")
+        if choice in ("openvino", "onnx") and self.device != "cpu":
+            raise InputError(f"the {choice} encoder runs on the CPU only", "use device='cpu' or encoder='auto'")
+        if choice != "torch" and self.device == "cpu":
+            from DTTLib.segmentation import onnx_encoder  # noqa: PLC0415
 
-            try:
-                self._onnx = load_or_export(net.image_encoder, path, self.threads)
-                self.encoder_backend = "onnxruntime"
-            except OnnxUnavailable as error:
-                if choice == "onnx":
-                    raise MissingDependencyError(f"ONNX encoder requested but unavailable: {error}",
-                                                 "pip install onnxruntime onnx, or use encoder='torch'") from None
-                self.encoder_note = f"PyTorch eager encoder ({error})"
+            tried = []
+            for runtime in (["openvino", "onnx"] if choice == "auto" else [choice]):
+                loader = onnx_encoder.load_openvino if runtime == "openvino" else onnx_encoder.load_or_export
+                try:
+                    self._onnx = loader(net.image_encoder, path, self.threads)
+                    self.encoder_backend = "openvino" if runtime == "openvino" else "onnxruntime"
+                    break
+                except onnx_encoder.OnnxUnavailable as error:
+                    tried.append(str(error))
+            if self._onnx is None:
+                if choice != "auto":
+                    label = {"onnx": "ONNX", "openvino": "OpenVINO"}[choice]
+                    raise MissingDependencyError(f"{label} encoder requested but unavailable: {tried[0]}",
+                                                 "pip install openvino onnx (or onnxruntime onnx), "
+                                                 "or use encoder='torch'")
+                self.encoder_note = f"PyTorch eager encoder ({'; '.join(tried)})"
+            elif tried:
+                self.encoder_note = f"{self.encoder_backend} encoder ({'; '.join(tried)})"
         self.channels_last = channels_last
         if channels_last:
             net.image_encoder.to(memory_format=torch.channels_last)
