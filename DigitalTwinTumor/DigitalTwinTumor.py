@@ -122,6 +122,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.buildTwinButton.connect("clicked(bool)", self.onBuildTwinButton)
         self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
         self.ui.overrideButton.connect("clicked(bool)", self.onOverrideButton)
+        self.ui.openRunButton.connect("clicked(bool)", self.onOpenRunButton)
+        self.ui.openReportButton.connect("clicked(bool)", self.onOpenReportButton)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -203,6 +205,20 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 registerScans=node.registerScans)
             self._showResults(summary)
 
+    def onOpenRunButton(self) -> None:
+        folder = self.ui.runOutputPathLineEdit.currentPath
+        with slicer.util.tryWithErrorDisplay(_("Failed to open the run output."), waitCursor=True):
+            summary = self.logic.openRunOutput(folder)
+            self.ui.runOutputPathLineEdit.addCurrentPathToHistory()
+            self.ui.openReportButton.enabled = bool(self.logic.reportPath)
+            self._showResults(summary)
+
+    def onOpenReportButton(self) -> None:
+        import qt
+
+        if self.logic.reportPath:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.logic.reportPath))
+
     def onShowChartButton(self) -> None:
         role = ["sod", "waterfall", "spider", "growth"][max(self.ui.chartComboBox.currentIndex, 0)]
         chart = self.logic.twinNodes().get(role)
@@ -244,6 +260,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         self.state = None
         self.inputs = None
         self.whatif = None
+        self.reportPath = ""
 
     def getParameterNode(self):
         return DigitalTwinTumorParameterNode(super().getParameterNode())
@@ -290,6 +307,22 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             patient=inputs.patient, n=len(inputs.timepoints), sod=last["sod_mm"],
             overall=last["overall"] or "baseline", best=self.state.recist["best_overall_response"])
         return "\n".join([summary] + self.state.messages)
+
+    def openRunOutput(self, folder: str) -> str:
+        """Load a `dtt run` output folder into the scene; the what-if sliders work on its twin."""
+        from DTTLib.pipeline.open_output import open_run_output
+
+        opened = open_run_output(folder, slicer.mrmlScene)
+        self.state, self.whatif, self.inputs = opened.state, opened.whatif, None
+        self.reportPath = str(opened.report) if opened.report else ""
+        last = self.state.recist["timepoints"][-1] if self.state.recist else None
+        summary = _("{patient}: {n} timepoints opened from {folder}").format(
+            patient=self.state.patient, n=len(self.state.timepoints), folder=folder)
+        if last is not None:
+            summary += _(", SOD {sod} mm, overall {overall}, best {best}").format(
+                sod=last["sod_mm"], overall=last["overall"] or "baseline",
+                best=self.state.recist["best_overall_response"])
+        return "\n".join([summary] + self.state.messages + opened.notes)
 
     def twinNodes(self) -> dict:
         from DTTLib.mrml.twin_nodes import find_twin_nodes

@@ -88,7 +88,9 @@ def test_recist_sequence_follows_the_true_sizes(phantom_run):
     for want, got, margin in zip(expected, measured, margins):
         if margin > 1.5:
             assert got == want, (expected, measured, margins)
-    assert expected[-1] == "PD" and measured[-1] == "PD"
+    # the truth's regrowth ends at PD (+21 % over the nadir) only 0.4 mm above the threshold, so
+    # the last call may go either way; the response earlier (PR at −34 %, 2.6 mm clear) may not
+    assert expected[-1] == "PD" and "PR" in expected and "PR" in measured
 
 
 def test_true_model_family_is_among_the_best_weighted(phantom_run):
@@ -146,6 +148,43 @@ def test_scene_bundle_reloads_with_every_node(phantom_run, mrml):
     assert scene.GetFirstNodeByName(f"{result.twin.patient} narrative") is not None
     tree = describe()
     assert len(tree) == 1 and len(tree[0].studies) == 6
+
+
+def test_the_main_module_opens_the_run_output_with_a_live_what_if(phantom_run, mrml):
+    """DigitalTwinTumor's "Open run output": the scene comes back, and the what-if engine
+    rebuilt from twin.json reproduces the run's own scenario curves and drives the chart."""
+    from slicer_module_harness import load_module_file
+
+    from DTTLib.mrml.twin_nodes import find_twin_nodes
+    from DTTLib.twin.whatif import DEFAULT_SCENARIOS
+
+    _case, out, result = phantom_run
+    module = load_module_file(ROOT / "DigitalTwinTumor" / "DigitalTwinTumor.py")
+    logic = module.DigitalTwinTumorLogic()
+    summary = logic.openRunOutput(str(out))
+    assert logic.hasTwin() and logic.reportPath == str(out / "report.html")
+    assert summary.startswith(f"{result.twin.patient}: 6 timepoints opened")
+    assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 6
+    for scenario, saved in zip(DEFAULT_SCENARIOS, result.twin.whatif):
+        again = logic.whatif.run(scenario)
+        np.testing.assert_allclose(np.array(again.median, float), np.array(saved.median, float), rtol=1e-9)
+        np.testing.assert_allclose(np.array(again.hi80, float), np.array(saved.hi80, float), rtol=1e-9)
+    label = logic.updateWhatIf(natural_history=True)
+    assert "hypothesis" in label.lower()
+    chart = find_twin_nodes(result.twin.patient)["growth"]
+    live = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    assert any(s.GetAttribute("DTT.Live") == "1" for s in live)
+
+
+def test_opening_a_folder_that_is_not_a_run_output_names_the_fix(tmp_path):
+    from DTTLib.errors import InputError
+    from DTTLib.pipeline.open_output import open_run_output
+
+    with pytest.raises(InputError, match="has no twin.json"):
+        open_run_output(tmp_path)
+    (tmp_path / "twin.json").write_text(json.dumps({"schema": "something-else/9", "twin": {}}))
+    with pytest.raises(InputError, match="schema 'something-else/9'"):
+        open_run_output(tmp_path)
 
 
 def test_store_holds_the_run_without_identity(phantom_run):

@@ -24,6 +24,7 @@ from DTTLib.twin.records import (
     Curve,
     LesionMeasurement,
     SeriesGrowth,
+    TherapyEntry,
     TwinInputs,
     TwinState,
     floats,
@@ -214,3 +215,26 @@ def build_twin(inputs: TwinInputs, models: Sequence[str] = DEFAULT_MODELS, horiz
                       table, case, recist, growth, curves, messages, inputs.identity,
                       {tid: [list(k) for k in keys] for tid, keys in ids.tracks.items()})
     return state, engine
+
+
+def whatif_from_state(state: TwinState, models: Sequence[str] | None = None,
+                      calibration: Calibration | None = None) -> TwinWhatIf | None:
+    """The live what-if engine of a saved twin (``twin.json`` or the scene's state node).
+
+    A saved twin keeps its SOD series, the models it fitted and the day grid, not the fitted
+    objects; the fit is deterministic, so refitting the saved series with the saved models
+    gives the engine the run had (``Testing/test_pipeline_run.py`` checks the curves match).
+    None when the saved twin had no usable SOD fit."""
+    sod = state.series(SOD_SERIES)
+    if sod is None or sod.status != "ok" or sod.fit is None:
+        return None
+    therapy = [TherapyEntry(float(t["start_day"]), None if t.get("end_day") is None else float(t["end_day"]),
+                            float(t.get("level", 1.0)), str(t.get("name", "therapy"))) for t in state.therapy]
+    ex = Exposure.from_log([t.as_tuple() for t in therapy]) if therapy else None
+    opts = FitOptions(unit=sod.unit)
+    chosen = tuple(models or sod.models or DEFAULT_MODELS)
+    fit = fit_series(clean_series(SOD_SERIES, sod.t, sod.y, sod.unit), chosen, opts, ex)
+    if fit.status != "ok":
+        return None
+    cal = calibration if calibration is not None else default_calibration(sod.unit)
+    return TwinWhatIf(fit, ex, np.asarray(sod.fit.t, float), cal)
