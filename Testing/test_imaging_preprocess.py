@@ -351,3 +351,29 @@ def test_bad_percentiles_and_masks():
         normalize_mr_percentiles(volume, mask=np.ones((2, 2, 2)))
     with pytest.raises(InputError, match="mask is empty"):
         normalize_mr_percentiles(volume, mask=np.zeros(volume.array.shape))
+
+
+def test_segmentation_window_follows_the_data_file(tmp_path):
+    from DTTLib.imaging.preprocess import segmentation_window  # noqa: PLC0415
+
+    assert segmentation_window("CT", "liver") == "slice" == segmentation_window("MR", "brain")
+    rules = tmp_path / "w.json"
+    rules.write_text(json.dumps({"presets": [], "segmentation": {
+        "CT": {"default": "soft_tissue", "by_organ": {"lung": "lung"}}, "default": "slice"}}))
+    assert segmentation_window("ct", "Lung", rules) == "lung"
+    assert segmentation_window("CT", "liver", rules) == "soft_tissue"
+    assert segmentation_window("", "liver", rules) == "slice"
+    rules.write_text(json.dumps({"presets": [], "segmentation": {"CT": {"default": "no_such_preset"}}}))
+    with pytest.raises(InputError, match="unknown CT window preset 'no_such_preset'"):
+        segmentation_window("CT", "liver", rules)
+
+
+def test_fixed_window_slice_matches_the_hand_formula():
+    from DTTLib.segmentation.prepare import window_slice_fixed  # noqa: PLC0415
+
+    hu = np.array([[-1000.0, -160.0, 40.0], [140.0, 240.0, np.nan]])
+    gray = window_slice_fixed(hu, -160.0, 240.0)
+    assert gray.shape == (2, 3, 3) and gray.dtype == np.uint8
+    expected = np.rint(np.clip((np.nan_to_num(hu, nan=-160.0) + 160.0) / 400.0, 0, 1) * 255)
+    np.testing.assert_array_equal(gray[..., 0], expected)
+    assert (gray[..., 0] == gray[..., 2]).all()

@@ -74,3 +74,18 @@ def test_reading_a_non_volume_or_transformed_volume_is_refused(mrml):
     node.SetAndObserveTransformNodeID(transform.GetID())
     with pytest.raises(InputError, match="Harden"):
         image_from_volume_node(node)
+
+
+def test_modality_comes_from_the_dicom_series_item_or_the_node(mrml):
+    import slicer
+
+    image = ImageVolume(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    node = add_volume_node(image, "scan")
+    assert image_from_volume_node(node).metadata == {}
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml.scene)
+    item = sh.GetItemByDataNode(node) or sh.CreateItem(sh.GetSceneItemID(), node)  # Slicer's plugins make it
+    sh.SetItemAttribute(item, "DICOM.Modality", "ct")  # as the DICOM module records it
+    assert image_from_volume_node(node).metadata["dicom"]["Modality"] == "CT"
+    other = add_volume_node(image, "mr scan")
+    other.SetAttribute("DICOM.Modality", "MR")
+    assert image_from_volume_node(other).metadata["dicom"]["Modality"] == "MR"

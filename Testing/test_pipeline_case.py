@@ -79,3 +79,29 @@ def test_digests_follow_content(tmp_path):
     (tmp_path / "f").write_bytes(b"abd")
     assert file_digest(tmp_path / "f") != first
     assert key_of("s", {"x": 1, "y": math.pi}) == key_of("s", {"y": math.pi, "x": 1})
+
+
+def test_modality_is_read_for_the_case_and_per_timepoint(tmp_path):
+    case = load_case(write_case(tmp_path, modality="ct", timepoints=[
+        {"id": "t0", "path": "a.nrrd", "day": 0}, {"id": "t1", "path": "b.nrrd", "day": 56, "modality": "MR"}]))
+    assert case.modality == "CT"
+    assert [t.modality for t in case.timepoints] == ["", "MR"]
+
+
+def test_a_modality_that_is_not_a_code_is_refused(tmp_path):
+    with pytest.raises(InputError, match="not a modality code"):
+        load_case(write_case(tmp_path, modality="C T!"))
+
+
+def test_scan_modality_prefers_case_json_then_the_dicom_tag(tmp_path):
+    import numpy as np  # noqa: PLC0415
+
+    from DTTLib.imaging.volume import ImageVolume  # noqa: PLC0415
+    from DTTLib.pipeline.segment_step import scan_modality  # noqa: PLC0415
+
+    image = ImageVolume(np.zeros((2, 3, 3), np.float32), metadata={"dicom": {"Modality": "CT"}})
+    plain = load_case(write_case(tmp_path))
+    assert scan_modality(plain, "t0", image) == "CT"
+    assert scan_modality(plain, "t0", ImageVolume(np.zeros((2, 3, 3), np.float32))) == ""
+    stated = load_case(write_case(tmp_path, modality="MR"))
+    assert scan_modality(stated, "t1", image) == "MR"

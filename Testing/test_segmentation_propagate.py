@@ -114,3 +114,23 @@ def test_loose_box_is_shrunk_to_fit_on_the_seed_and_traced(segmenter):
     d_plain = 2 * ((plain.mask > 0) & lesion).sum() / ((plain.mask > 0).sum() + lesion.sum())
     assert d_fit > 0.8 and d_fit >= d_plain - 0.02
     assert all(d.prompt is not None for d in fitted.decisions if d.k != CENTER[2])
+
+
+def test_an_unknown_window_is_a_clear_error_naming_the_presets(segmenter):
+    from DTTLib.errors import InputError
+
+    image, _ = _phantom()
+    with pytest.raises(InputError, match="soft_tissue"):
+        propagate_box(image, VoxelBox(34, 38, 8, 62, 58, 8), segmenter, PropagationSettings(window="abdomen"))
+
+
+def test_ct_window_prepares_slices_in_hounsfield_units(segmenter, monkeypatch):
+    """With a CT preset the model sees the slice clipped to that HU window, not percentiles."""
+    from DTTLib.segmentation import prepare as module
+
+    image, _ = _phantom()
+    seen: list[tuple[float, float]] = []
+    real = module.window_slice_fixed
+    monkeypatch.setattr(module, "window_slice_fixed", lambda s, lo, hi: seen.append((lo, hi)) or real(s, lo, hi))
+    propagate_box(image, VoxelBox(34, 38, 8, 62, 58, 8), segmenter, PropagationSettings(window="soft_tissue"))
+    assert seen and set(seen) == {(-160.0, 240.0)}

@@ -47,6 +47,7 @@ def brain_pair_case(data_dir: Path, case_dir: Path) -> Path:
         timepoints.append({"id": f"t{index}", "path": f"{name}.nrrd", "day": index * BRAIN_ASSUMED_INTERVAL_DAYS})
     case = {
         "patient": "MRBRAIN-DEMO",
+        "modality": "MR",
         "description": ("Two MR scans of one patient with a brain tumour (pyradiomics test data, BSD-3). "
                         f"The interval between the scans is unknown; {BRAIN_ASSUMED_INTERVAL_DAYS:g} days is "
                         "assumed for the demo. RECIST is shown for illustration (brain tumours use RANO)."),

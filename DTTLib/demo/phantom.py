@@ -134,6 +134,7 @@ def make_phantom(case_dir: str | Path, spec: PhantomSpec = PhantomSpec()) -> Pha
     case_json = {
         "patient": "PHANTOM-001",
         "description": "Synthetic CT phantom (DTTLib.demo.phantom): known Claret growth, rigid shifts, noise",
+        "modality": "CT",
         "timepoints": timepoints,
         "therapy": [{"start_day": a, "end_day": b, "dose_level": d, "agent": "synthetic drug"}
                     for a, b, d in spec.therapy],

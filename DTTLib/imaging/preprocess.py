@@ -166,7 +166,28 @@ def load_window_presets(path: str | Path | None = None) -> dict[str, WindowPrese
     return {preset.name: preset for preset in presets}
 
 
-def _resolve_window(window: str | WindowPreset | tuple[float, float]) -> WindowPreset:
+def segmentation_window(modality: str, organ: str = "", path: str | Path | None = None) -> str:
+    """How to window slices for a box-prompt model: a CT preset name, or "slice" (percentiles).
+
+    Read from the "segmentation" section of ``window_presets.json``; an unknown modality gets
+    the default (percentiles, which is right for MR and harmless elsewhere)."""
+    source = Path(path or WINDOW_PRESETS_FILE)
+    try:
+        rules = json.loads(source.read_text(encoding="utf-8")).get("segmentation", {})
+    except (OSError, ValueError) as error:
+        raise DTTError(f"window preset file '{source}' cannot be read: {error}",
+                       "restore window_presets.json from the DigitalTwinTumor installation")
+    by_modality = rules.get((modality or "").upper())
+    if not isinstance(by_modality, dict):
+        return str(rules.get("default", "slice"))
+    window = str(by_modality.get("by_organ", {}).get((organ or "").lower(), by_modality.get("default", "slice")))
+    if window != "slice":
+        resolve_window(window)  # a name that is not a preset is an error in the data file
+    return window
+
+
+def resolve_window(window: str | WindowPreset | tuple[float, float]) -> WindowPreset:
+    """A preset name, a preset or (level, width) → a checked :class:`WindowPreset`."""
     if isinstance(window, WindowPreset):
         preset = window
     elif isinstance(window, str):
@@ -210,7 +231,7 @@ def apply_window(volume: ImageVolume,
     ``(level, width)``. The window used is recorded in ``metadata["window"]``.
     """
     volume.validate()
-    preset = _resolve_window(window)
+    preset = resolve_window(window)
     _check_finite(volume)
     values = (volume.array.astype(np.float64) - preset.lower) / preset.width
     array = np.clip(values, 0.0, 1.0).astype(np.float32)

@@ -50,8 +50,27 @@ def image_from_volume_node(node: Any) -> ImageVolume:
     directions = _new_matrix()
     node.GetIJKToRASDirectionMatrix(directions)
     array = np.array(slicer.util.arrayFromVolume(node), copy=True)
+    modality = volume_modality(node)
     return ImageVolume(array=array, spacing=node.GetSpacing(), origin=node.GetOrigin(),
-                       direction=array_from_matrix4x4(directions)[:3, :3], name=node.GetName())
+                       direction=array_from_matrix4x4(directions)[:3, :3], name=node.GetName(),
+                       metadata={"dicom": {"Modality": modality}} if modality else {})
+
+
+def volume_modality(node: Any) -> str:
+    """The scan's modality ("CT", "MR", …) as Slicer's DICOM import records it, or "".
+
+    Looked up on the node ("DICOM.Modality") and on its subject-hierarchy series item, where
+    the DICOM module puts it; segmentation chooses its intensity window from it."""
+    slicer = import_slicer()
+    name = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMSeriesModalityAttributeName()
+    value = node.GetAttribute(name) or ""
+    scene = node.GetScene()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene) if scene is not None else None
+    if not value and sh is not None:
+        item = sh.GetItemByDataNode(node)
+        if item:
+            value = sh.GetItemAttribute(item, name) or ""
+    return value.strip().upper()
 
 
 def _new_matrix() -> Any:

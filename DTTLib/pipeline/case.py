@@ -13,6 +13,9 @@ Example (see docs/CASE_FORMAT.md)::
 Days are relative to the first timepoint; ``date`` (ISO) may be given instead of ``day``.
 A timepoint may carry the reader's ``non_target`` status and ``new_lesions`` flag (RECIST
 inputs that box prompts cannot give).
+``modality`` ("CT", "MR", …) may be given for the case and overridden per timepoint; DICOM
+series carry their own. It selects how slices are prepared for segmentation (the rules by
+modality and organ are data: the "segmentation" section of ``window_presets.json``).
 A box is ``ijk`` (voxel indices I0,J0,K0,I1,J1,K1 of that timepoint's image as read) or
 ``ras`` (the same six numbers in RAS millimetres), as in ``dtt segment``. More boxes for
 later timepoints go in ``boxes``.
@@ -39,6 +42,7 @@ class TimepointSpec:
     day: float
     non_target: str = "none"  # RECIST non-target status the reader assessed: none|CR|nonCR_nonPD|PD|NE
     new_lesions: bool = False  # unequivocal new lesions seen by the reader
+    modality: str = ""  # "CT", "MR", … ("" = the case's, or the DICOM series' own)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class CaseSpec:
     therapy: tuple[TherapySpec, ...] = ()
     immunotherapy: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    modality: str = ""
 
     def timepoint(self, timepoint_id: str) -> TimepointSpec:
         return next(t for t in self.timepoints if t.timepoint_id == timepoint_id)
@@ -93,6 +98,7 @@ def load_case(case_dir: str | Path) -> CaseSpec:
                          "fix the syntax") from None
     if not isinstance(raw, dict):
         raise InputError("case.json must hold an object", "see docs/CASE_FORMAT.md")
+    modality = _modality(raw.get("modality", ""), "modality")
     timepoints = _timepoints(raw.get("timepoints"), case_dir)
     known = {t.timepoint_id for t in timepoints}
     lesions = _lesions(raw.get("lesions", []), known)
@@ -100,7 +106,15 @@ def load_case(case_dir: str | Path) -> CaseSpec:
                     timepoints=timepoints, lesions=lesions,
                     therapy=_therapy(raw.get("therapy", [])),
                     immunotherapy=bool(raw.get("immunotherapy", False)),
-                    options=dict(raw.get("options", {})))
+                    options=dict(raw.get("options", {})), modality=modality)
+
+
+def _modality(raw: Any, where: str) -> str:
+    if raw in (None, ""):
+        return ""
+    if not isinstance(raw, str) or not raw.strip().isalnum():
+        raise InputError(f"{where} {raw!r} is not a modality code", 'use a DICOM modality such as "CT" or "MR"')
+    return raw.strip().upper()
 
 
 def _timepoints(raw: Any, case_dir: Path) -> tuple[TimepointSpec, ...]:
@@ -132,7 +146,8 @@ def _timepoints(raw: Any, case_dir: Path) -> tuple[TimepointSpec, ...]:
         if non_target not in NON_TARGET_STATES:
             raise InputError(f"{where}.non_target '{non_target}' is not one of {NON_TARGET_STATES}",
                              "use the RECIST non-target status as assessed by the reader")
-        out.append(TimepointSpec(timepoint_id, path, day, non_target, bool(entry.get("new_lesions", False))))
+        out.append(TimepointSpec(timepoint_id, path, day, non_target, bool(entry.get("new_lesions", False)),
+                                 _modality(entry.get("modality", ""), f"{where}.modality")))
     ids = [t.timepoint_id for t in out]
     if len(set(ids)) != len(ids):
         raise InputError(f"timepoint ids repeat: {ids}", "give each timepoint its own id")

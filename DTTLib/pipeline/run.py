@@ -132,9 +132,8 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
         pictures = step("render", lambda: _render(scene, measurements, png_dir, notes))
     narrative, prompt_text = step("narrative", lambda: _narrative(twin, labels, pictures))
     mask_files = step("save masks", lambda: _save_masks(staging / "masks", images, segmentations))
-    appearance = step("embeddings", lambda: cache.get_or_compute(
-        "appearance", {"images": digests, "masks": {f"{l}@{t}": _digest(s.mask) for (l, t), s in segmentations.items()},
-                       "model": segmenter.name}, lambda: _appearance(segmenter, images, segmentations)))
+    appearance = step("embeddings", lambda: {key: s.appearance for key, s in segmentations.items()
+                                              if s.found and s.appearance is not None})
     if scene is None:
         scene = step("scene", lambda: build_scene(case.patient, labels, days, images, masks, measurements,
                                                   lesion_ids, twin, narrative["text"], narrative["backend"]))
@@ -266,29 +265,6 @@ def _save_masks(folder: Path, images: dict[str, Any], segmentations: dict) -> di
         write_image(images[label].with_array(s.mask.astype(np.uint8)), path)
         out[(lesion, label)] = path
     return out
-
-
-def _appearance(segmenter: Any, images: dict[str, Any], segmentations: dict) -> dict[tuple[str, str], np.ndarray]:
-    """The segmentation encoder's features pooled inside each mask on its largest slice."""
-    from DTTLib.segmentation.prepare import window_slice  # noqa: PLC0415
-    from DTTLib.segmentation.propagate import region_feature  # noqa: PLC0415
-
-    out = {}
-    for key, s in segmentations.items():
-        if not s.found:
-            continue
-        k = int(np.argmax(s.mask.reshape(s.mask.shape[0], -1).sum(axis=1)))
-        embedding = segmenter.encode(window_slice(images[key[1]].array[k]))
-        vector = region_feature(embedding, s.mask[k].astype(bool))
-        if vector is not None and np.any(vector):
-            out[key] = np.asarray(vector, np.float32).ravel()
-    return out
-
-
-def _digest(array: np.ndarray) -> str:
-    import hashlib  # noqa: PLC0415
-
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _write_outputs(staging: Path, result: RunResult, labels: list[str], segmentations: dict,

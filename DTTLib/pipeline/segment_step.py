@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from DTTLib.errors import InputError
+from DTTLib.imaging.preprocess import segmentation_window
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.pipeline.cache import StepCache
 from DTTLib.pipeline.case import BoxPrompt, CaseSpec, LesionSpec
@@ -25,8 +26,10 @@ from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
 #: 6 mm node, and the model then filled the box.
 CARRY_MARGIN_FRACTION = 0.15
 CARRY_MARGIN_MM = (1.0, 3.0)
-#: Bump when the segmentation or carry-over rules change.
-STEP_VERSION = 2
+#: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window).
+STEP_VERSION = 3
+#: Bump when registration changes (v2: a runaway affine stage falls back to the rigid one).
+REGISTRATION_VERSION = 2
 
 
 @dataclass
@@ -40,6 +43,9 @@ class LesionSegmentation:
     found: bool  # False when the model found nothing in the box
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: encoder features pooled inside the mask on its widest slice (unit length), for
+    #: similar-lesion search; computed here while that slice's embedding is still cached
+    appearance: np.ndarray | None = None
 
 
 Progress = Callable[[str], None]
@@ -75,17 +81,25 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                 if key not in registrations:
                     progress(f"registering {timepoint_id} to {reference}")
                     registrations[key] = cache.get_or_compute(
-                        "register", {"fixed": image_digests[reference], "moving": image_digests[timepoint_id]},
+                        "register", {"version": REGISTRATION_VERSION, "fixed": image_digests[reference],
+                                     "moving": image_digests[timepoint_id]},
                         lambda: register(images[reference], image))
                 box = carried_box(previous, images[reference], image, registrations[key])
                 source = f"carried from {reference} (registration)"
             progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
+            window = segmentation_window(scan_modality(case, timepoint_id, image), lesion.organ)
             results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
                 "segment",
                 {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
-                 "model": getattr(segmenter, "name", type(segmenter).__name__)},
-                lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter))
+                 "window": window, "model": getattr(segmenter, "name", type(segmenter).__name__)},
+                lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window))
     return results, registrations
+
+
+def scan_modality(case: CaseSpec, timepoint_id: str, image: ImageVolume) -> str:
+    """The timepoint's modality as case.json states it, else the case's, else the DICOM tag."""
+    stated = case.timepoint(timepoint_id).modality or case.modality
+    return stated or str(image.metadata.get("dicom", {}).get("Modality", "") or "")
 
 
 def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,
@@ -113,20 +127,34 @@ def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: Im
 
 
 def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box: VoxelBox, source: str,
-                 segmenter: Any) -> LesionSegmentation:
+                 segmenter: Any, window: str = "slice") -> LesionSegmentation:
     import time  # noqa: PLC0415
 
-    from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
 
     started = time.perf_counter()
-    result = propagate_box(image, box, segmenter)
+    result = propagate_box(image, box, segmenter, PropagationSettings(window=window))
     mask = result.mask.astype(np.uint8)
     found = bool(mask.any())
+    appearance = _appearance(image, mask, segmenter, window) if found else None
     notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
                               f"{'given' if source == 'given' else 'carried-over'} box — recorded as not found; check it"]
     return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
                               getattr(segmenter, "name", type(segmenter).__name__), found, notes,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, appearance)
+
+
+def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any, window: str) -> np.ndarray | None:
+    """Encoder features pooled inside the mask on its widest slice, prepared exactly as the
+    segmentation saw it (so the encoder's slice cache answers; no second encoding)."""
+    from DTTLib.segmentation.prepare import slice_for_model  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import region_feature  # noqa: PLC0415
+
+    k = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
+    vector = region_feature(segmenter.encode(slice_for_model(image.array[k], window)), mask[k].astype(bool))
+    if vector is None or not np.any(vector):
+        return None
+    return np.asarray(vector, np.float32).ravel()
 
 
 def _visit_order(order: list[str], given: dict[str, BoxPrompt]) -> list[str]:

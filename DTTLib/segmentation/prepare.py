@@ -39,7 +39,31 @@ def window_slice(slice_2d: np.ndarray, low_percentile: float = 0.5,
     if source.size == 0:
         source = values[finite]
     low, high = np.percentile(source, [low_percentile, high_percentile])
-    values = np.where(finite, values, low)
+    return _scaled_gray(np.where(finite, values, low), float(low), float(high))
+
+
+def window_slice_fixed(slice_2d: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """uint8 (rows, columns, 3): the slice clipped to a fixed window (e.g. CT HU) and scaled.
+
+    Upstream MedSAM prepares CT with a fixed soft-tissue window (level 40, width 400) and MR
+    with percentiles. On CT, percentiles of a slice that holds air span −1000…+100 HU and
+    squeeze a 45 HU lesion-to-liver contrast into ~10 grey levels; the window gives ~29."""
+    values = np.asarray(slice_2d, dtype=np.float64)
+    values = np.where(np.isfinite(values), values, lower)
+    return _scaled_gray(values, float(lower), float(upper))
+
+
+def slice_for_model(slice_2d: np.ndarray, window: str = "slice") -> np.ndarray:
+    """A slice as a box-prompt model sees it: "slice" percentiles, or a CT preset in HU."""
+    if window == "slice":
+        return window_slice(slice_2d)
+    from DTTLib.imaging.preprocess import resolve_window  # noqa: PLC0415
+
+    preset = resolve_window(window)
+    return window_slice_fixed(slice_2d, preset.lower, preset.upper)
+
+
+def _scaled_gray(values: np.ndarray, low: float, high: float) -> np.ndarray:
     if high <= low:
         scaled = np.zeros_like(values)
     else:

@@ -62,7 +62,7 @@ from DTTLib.errors import InputError
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.segmentation.backend import BoxPromptSegmenter, SliceEmbedding
 from DTTLib.segmentation.box import VoxelBox, checked_box
-from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, window_slice
+from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, slice_for_model, window_slice
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,9 @@ class PropagationSettings:
     min_score: float = 0.5
     min_similarity: float = 0.5
     min_area_px: int = 4
-    window: str = "slice"     # "slice": percentiles of the whole slice; "roi": of the ROI rectangle
+    #: "slice": percentiles of the whole slice (MR); "roi": of the ROI rectangle; or a CT
+    #: window preset name from window_presets.json (e.g. "soft_tissue"), applied in HU.
+    window: str = "slice"
     refine_seed: int = 2      # shrink-to-fit re-prompts on the seed slice (loose boxes)
     refine: int = 2           # re-prompts per slice with the fitted box (decoder only)
     grow_fraction: float = 0.0  # a side the mask reaches moves out by this × the box side
@@ -150,8 +152,14 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
     from scipy import ndimage  # noqa: PLC0415
 
     settings = settings or PropagationSettings()
+    fixed_window = None
     if settings.window not in ("slice", "roi"):
-        raise InputError(f"window '{settings.window}' is not 'slice' or 'roi'", "use window='slice'")
+        from DTTLib.imaging.preprocess import load_window_presets, resolve_window  # noqa: PLC0415
+
+        if settings.window not in load_window_presets():
+            raise InputError(f"window '{settings.window}' is not 'slice', 'roi' or a CT preset",
+                             f"use 'slice' (MR) or one of {', '.join(sorted(load_window_presets()))} (CT)")
+        fixed_window = resolve_window(settings.window)
     box = checked_box(box, image)
     array = np.asarray(image.array)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array[box.slices()]).all():
@@ -178,6 +186,8 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
             progress(min(done, total), total)
 
     def prepared(k: int) -> np.ndarray:
+        if fixed_window is not None:
+            return slice_for_model(array[k], settings.window)
         if settings.window == "roi":  # window from the ROI rectangle, applied to the whole slice
             return window_slice(array[k], reference=array[k][inplane])
         return window_slice(array[k])

@@ -33,20 +33,25 @@ class StoredModelLesion:
 
 def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
                    progress: Callable[[int, int], None] | None = None,
-                   should_cancel: Callable[[], bool] | None = None) -> ComputedLesion:
-    """``mode`` "slice": only the box's middle slice; "3d": propagate (see propagate.py)."""
-    from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
-    from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
+                   should_cancel: Callable[[], bool] | None = None, organ: str = "") -> ComputedLesion:
+    """``mode`` "slice": only the box's middle slice; "3d": propagate (see propagate.py).
 
+    Slices are windowed by the rules for the scan's modality (``image.metadata["dicom"]
+    ["Modality"]``, set from the volume node) and the lesion's organ (window_presets.json)."""
+    from DTTLib.imaging.preprocess import segmentation_window  # noqa: PLC0415
+    from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
+
+    modality = str(getattr(image, "metadata", {}).get("dicom", {}).get("Modality", "") or "")
+    window = segmentation_window(modality, organ)
     if mode == "slice":
         k = (box.k0 + box.k1) // 2
         box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
-        from DTTLib.segmentation.propagate import PropagationSettings  # noqa: PLC0415
-
-        result = propagate_box(image, box, segmenter, PropagationSettings(slab_extent=0.0),
+        result = propagate_box(image, box, segmenter, PropagationSettings(slab_extent=0.0, window=window),
                                progress, should_cancel)
     else:
-        result = propagate_box(image, box, segmenter, progress=progress, should_cancel=should_cancel)
+        result = propagate_box(image, box, segmenter, PropagationSettings(window=window), progress=progress,
+                               should_cancel=should_cancel)
     return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device))
 
 
