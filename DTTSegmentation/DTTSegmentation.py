@@ -46,7 +46,9 @@ class DTTSegmentation(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Draw a box (ROI) around a lesion; the lesion is segmented inside the box and stored as "
             "a segment named by lesion and timepoint, with its volume. Segments stay editable in "
-            'the Segment Editor. See the <a href="https://github.com/DigitalTwinTumor/DigitalTwinTumor#readme">README</a>.'
+            "the Segment Editor. 'Find lesions (nnU-Net)' segments the whole scan with a trained nnU-Net "
+            "model folder; each lesion found becomes a proposal segment to accept, edit or reject. "
+            'See the <a href="https://github.com/DigitalTwinTumor/DigitalTwinTumor#readme">README</a>.'
         )
         self.parent.acknowledgementText = _("Part of the DigitalTwinTumor extension.")
 
@@ -101,6 +103,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self._addModelControls()
+        self._addNnUNetControls()
         self.initializeParameterNode()
 
     def _addModelControls(self) -> None:
@@ -135,6 +138,127 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.segment3DButton.connect("clicked(bool)", lambda: self.onSegmentWithModel("3d"))
         self.cancelButton.connect("clicked(bool)", self.onCancel)
         self._job = None
+
+    def _addNnUNetControls(self) -> None:
+        """Whole-scan lesion proposals from a trained nnU-Net model folder; accept or reject each."""
+        import ctk
+        import qt
+
+        box = qt.QGroupBox(_("Whole scan (nnU-Net)"))
+        form = qt.QFormLayout(box)
+        self.nnunetFolder = ctk.ctkPathLineEdit()
+        self.nnunetFolder.filters = ctk.ctkPathLineEdit.Dirs
+        self.nnunetFolder.settingKey = "DTTSegmentation/nnUNetModelFolder"
+        self.nnunetFolder.toolTip = _("Trained nnU-Net v2 model folder (dataset.json, plans.json, fold_N/)")
+        form.addRow(_("Model folder:"), self.nnunetFolder)
+        self.findLesionsButton = qt.QPushButton(_("Find lesions (nnU-Net)"))
+        self.findLesionsButton.toolTip = _("Segment the whole scan; each lesion becomes a proposal segment")
+        form.addRow(self.findLesionsButton)
+        self.proposalCombo = qt.QComboBox()
+        form.addRow(_("Proposal:"), self.proposalCombo)
+        row = qt.QHBoxLayout()
+        self.acceptProposalButton = qt.QPushButton(_("Accept as lesion id"))
+        self.acceptProposalButton.toolTip = _("Rename the proposal to '<lesion id> @ <timepoint>'")
+        self.rejectProposalButton = qt.QPushButton(_("Reject"))
+        self.rejectAllButton = qt.QPushButton(_("Reject all"))
+        for button in (self.acceptProposalButton, self.rejectProposalButton, self.rejectAllButton):
+            row.addWidget(button)
+        form.addRow(row)
+        self.layout.insertWidget(self.layout.count() - 1, box)
+        self.findLesionsButton.connect("clicked(bool)", self.onFindLesions)
+        self.acceptProposalButton.connect("clicked(bool)", self.onAcceptProposal)
+        self.rejectProposalButton.connect("clicked(bool)", lambda: self.onRejectProposals(False))
+        self.rejectAllButton.connect("clicked(bool)", lambda: self.onRejectProposals(True))
+
+    def _refreshProposals(self) -> None:
+        self.proposalCombo.clear()
+        node = self._parameterNode
+        if node and node.segmentation:
+            for segmentId, name in self.logic.pendingProposals(node.segmentation):
+                self.proposalCombo.addItem(name, segmentId)
+
+    def onFindLesions(self) -> None:
+        """nnU-Net in a worker thread (progress, cancel); proposals are added on the GUI thread."""
+        import threading
+
+        import qt
+
+        node = self._parameterNode
+        if not (node and node.inputVolume) or self._job is not None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to find lesions."), waitCursor=True):
+            if not self.logic.ensureNnUNetInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
+                return
+            if not node.segmentation:
+                node.segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
+                node.segmentation.CreateDefaultDisplayNodes()
+            from DTTLib.mrml.volumes import image_from_volume_node
+
+            image = image_from_volume_node(node.inputVolume)
+            segmenter = self.logic.nnunetSegmenter(self.nnunetFolder.currentPath)
+        job = {"cancel": False, "done": 0, "total": 1, "result": None, "error": None}
+        self._job = job
+
+        def work():
+            try:
+                job["result"] = self.logic.findLesions(
+                    image, segmenter, progress=lambda d, t: job.update(done=d, total=t),
+                    should_cancel=lambda: job["cancel"])
+            except Exception as error:  # noqa: BLE001 - shown on the GUI thread
+                job["error"] = error
+
+        thread = threading.Thread(target=work, daemon=True)
+        self._setBusy(True)
+        thread.start()
+        timer = qt.QTimer()
+        timer.setInterval(200)
+
+        def poll():
+            self.progressBar.maximum = max(job["total"], 1)
+            self.progressBar.value = job["done"]
+            if thread.is_alive():
+                return
+            timer.stop()
+            self._job = None
+            self._setBusy(False)
+            if job["error"] is not None:
+                slicer.util.errorDisplay(_("Failed to find lesions: {error}").format(
+                    error=getattr(job["error"], "message", job["error"])))
+                return
+            result = job["result"]
+            if result.cancelled:
+                self.ui.statusLabel.text = _("nnU-Net cancelled: no proposals added")
+                return
+            with slicer.util.tryWithErrorDisplay(_("Failed to add the proposals."), waitCursor=True):
+                stored = self.logic.storeProposals(result, node.inputVolume, node.segmentation, node.timepointLabel)
+                self._refreshProposals()
+                note = f" — {result.note}" if result.note else ""
+                self.ui.statusLabel.text = _("{n} lesion proposal(s): accept, edit or reject each{note}").format(
+                    n=len(stored), note=note)
+
+        timer.connect("timeout()", poll)
+        timer.start()
+        self._timer = timer
+
+    def onAcceptProposal(self) -> None:
+        node = self._parameterNode
+        segmentId = self.proposalCombo.currentData
+        if not (node and node.segmentation and segmentId):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to accept the proposal."), waitCursor=True):
+            name = self.logic.acceptProposal(node.segmentation, segmentId, node.lesionId, node.timepointLabel)
+            self.ui.statusLabel.text = _("Accepted as {name}").format(name=name)
+        self._refreshProposals()
+
+    def onRejectProposals(self, everything: bool) -> None:
+        node = self._parameterNode
+        if not (node and node.segmentation):
+            return
+        chosen = None if everything else [self.proposalCombo.currentData]
+        with slicer.util.tryWithErrorDisplay(_("Failed to reject proposals."), waitCursor=True):
+            count = self.logic.rejectProposals(node.segmentation, chosen)
+            self.ui.statusLabel.text = _("{n} proposal(s) rejected").format(n=count)
+        self._refreshProposals()
 
     def onCancel(self) -> None:
         if self._job is not None:
@@ -210,6 +334,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.cancelButton.enabled = busy
         self.segmentSliceButton.enabled = not busy
         self.segment3DButton.enabled = not busy
+        if hasattr(self, "findLesionsButton"):
+            self.findLesionsButton.enabled = not busy
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -341,6 +467,51 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
         return store_lesion(computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
                             overwriteOthers, scene=slicer.mrmlScene)
 
+    # -- nnU-Net: whole-scan proposals -------------------------------------------------
+    def ensureNnUNetInstalled(self, confirm) -> bool:
+        """First use: install nnunetv2 (the 'nnunet' feature) after the user agrees."""
+        from DTTLib.dependencies import install_in_slicer
+
+        return install_in_slicer("nnunet", confirm)
+
+    def nnunetSegmenter(self, folder: str):
+        """The model in ``folder``, loaded once per folder (device from the hardware profile)."""
+        cached = getattr(self, "_nnunet", {})
+        self._nnunet = cached
+        if folder not in cached:
+            from DTTLib.segmentation.nnunet import NnUNetSegmenter
+
+            cached[folder] = NnUNetSegmenter(folder or "")
+        return cached[folder]
+
+    def findLesions(self, image, segmenter, progress=None, should_cancel=None):
+        """Pure computation (no MRML): safe in a worker thread; returns DTTLib's ProposalSet."""
+        from DTTLib.segmentation.nnunet_proposals import find_lesions
+
+        return find_lesions(segmenter, image, progress=progress, should_cancel=should_cancel)
+
+    def storeProposals(self, proposalSet, volumeNode, segmentationNode, timepointLabel):
+        from DTTLib.segmentation.nnunet_scene import store_proposals
+
+        return store_proposals(proposalSet, volumeNode, segmentationNode, timepointLabel, scene=slicer.mrmlScene)
+
+    def pendingProposals(self, segmentationNode) -> list:
+        """(segment id, name) of proposals not yet accepted or rejected."""
+        from DTTLib.segmentation.nnunet_scene import pending_proposals
+
+        segmentation = segmentationNode.GetSegmentation()
+        return [(i, segmentation.GetSegment(i).GetName()) for i in pending_proposals(segmentationNode)]
+
+    def acceptProposal(self, segmentationNode, segmentId, lesionId, timepointLabel) -> str:
+        from DTTLib.segmentation.nnunet_scene import accept_proposal
+
+        return accept_proposal(segmentationNode, segmentId, lesionId, timepointLabel, scene=slicer.mrmlScene)
+
+    def rejectProposals(self, segmentationNode, segmentIds=None) -> int:
+        from DTTLib.segmentation.nnunet_scene import reject_proposals
+
+        return reject_proposals(segmentationNode, segmentIds, scene=slicer.mrmlScene)
+
     def segmentLesionInBox(self, volumeNode, roiNode, threshold, segmentationNode, lesionId, timepointLabel):
         """Segment inside the box and store the lesion; returns DTTLib's StoredLesion record."""
         from DTTLib.mrml.lesions import segment_lesion_by_threshold
@@ -366,6 +537,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SphereInBox()
         self.test_ModelRespectsOtherSegments()
+        self.test_NnUNetProposals()
 
     def test_SphereInBox(self):
         import math
@@ -429,3 +601,28 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(stored.withheld_voxels, 16)
         self.assertEqual(int(get_segment_mask(segmentation, "Other", volume).sum()), 16)
         self.delayDisplay("Model test passed")
+
+    def test_NnUNetProposals(self):
+        """Proposals (here from a known label map, no network) are added, accepted and rejected."""
+        import numpy as np
+
+        from DTTLib.imaging import ImageVolume
+        from DTTLib.mrml.volumes import add_volume_node
+        from DTTLib.segmentation.nnunet_proposals import make_proposals
+
+        labels = np.zeros((8, 32, 32), np.uint8)
+        labels[2:5, 4:10, 4:10] = 1
+        labels[4:7, 20:28, 18:30] = 1
+        image = ImageVolume(np.zeros(labels.shape, np.int16), (1.0, 1.0, 2.0))
+        proposals = make_proposals(labels, np.where(labels > 0, 0.9, 0.0).astype(np.float32), image, (1,))
+        volume = add_volume_node(image, "Scan")
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
+        logic = DTTSegmentationLogic()
+        stored = logic.storeProposals(proposals, volume, segmentation, "t1")
+        self.assertEqual([s.voxels for s in stored], [3 * 8 * 12, 3 * 6 * 6])
+        pending = logic.pendingProposals(segmentation)
+        self.assertEqual([name for _, name in pending], ["P1 @ t1 (proposal)", "P2 @ t1 (proposal)"])
+        self.assertEqual(logic.acceptProposal(segmentation, pending[0][0], "L1", "t1"), "L1 @ t1")
+        self.assertEqual(logic.rejectProposals(segmentation), 1)
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.delayDisplay("nnU-Net proposal test passed")

@@ -4,27 +4,47 @@ The box is in voxel indices of IMAGE as read from disk (i column, j row, k slice
 inclusive; ``--box-ras`` takes the same six numbers in RAS millimetres. ``K0 == K1``
 propagates up and down from that slice; ``K0 < K1`` stays in that slab. The mask is written
 in IMAGE's geometry (.nii.gz, .nii, .nrrd or .seg.nrrd by extension).
+
+``--model nnunet:<folder or catalog id>`` needs no box: a trained nnU-Net model segments the
+whole scan and each connected lesion becomes a measured proposal (P1, P2, … by volume); the
+mask holds value n for proposal Pn (a .seg.nrrd gets one segment per proposal). Proposals are
+only reported and written, never added to a case: the user decides.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 MODELS = ("litemedsam", "medsam", "threshold")
+NNUNET_PREFIX = "nnunet:"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "segment", help="segment a lesion in 3-D from one box (LiteMedSAM, MedSAM or threshold)")
+        "segment", help="segment a lesion in 3-D from one box (LiteMedSAM, MedSAM or threshold), "
+                        "or all lesions of a scan with nnU-Net (no box)")
     parser.add_argument("image", help="3-D image file (NRRD, NIfTI, MetaImage) or DICOM folder")
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--box", help="I0,J0,K0,I1,J1,K1 voxel indices, inclusive (K0==K1: propagate)")
     where.add_argument("--box-ras", help="X0,Y0,Z0,X1,Y1,Z1 in RAS mm (two opposite corners)")
-    parser.add_argument("--model", choices=MODELS, default="litemedsam",
-                        help="segmentation model (default: litemedsam)")
+    parser.add_argument("--model", default="litemedsam", metavar="MODEL",
+                        help=f"{', '.join(MODELS)} (box needed; default: litemedsam) or "
+                             "nnunet:<model folder or catalog id> (no box)")
+    nnunet = parser.add_argument_group("nnU-Net (--model nnunet:...)")
+    nnunet.add_argument("--tile-step", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch (0.5 = half overlap, default)")
+    nnunet.add_argument("--no-mirroring", action="store_true", help="skip test-time mirroring (up to 8x faster)")
+    nnunet.add_argument("--min-volume", type=float, default=10.0,
+                        help="drop connected components smaller than this many mm³ (default 10)")
+    nnunet.add_argument("--folds", help="comma-separated folds to ensemble (default: all present)")
+    nnunet.add_argument("--probabilities", help="also write the lesion probability map (float) here")
+    nnunet.add_argument("--trust-model", action="store_true",
+                        help="allow a checkpoint that needs full unpickling (only for sources you trust)")
     parser.add_argument("--threshold", type=float,
                         help="--model threshold: intensity cut (default: Otsu inside the box)")
     parser.add_argument("--medsam-dir", help="--model medsam: local folder with the MedSAM weights")
@@ -170,15 +190,121 @@ def write_mask(mask: Any, image: Any, path: str, name: str = "Lesion") -> Path:
     return write_image(labels, target)
 
 
+def _check_model(args: argparse.Namespace) -> bool:
+    """True for an nnU-Net model; a clear error for an unknown model or a missing/extra box."""
+    from DTTLib.errors import InputError  # noqa: PLC0415
+
+    is_nnunet = args.model.lower().startswith(NNUNET_PREFIX)
+    if not is_nnunet and args.model not in MODELS:
+        raise InputError(f"unknown model '{args.model}'",
+                         f"choose one of {', '.join(MODELS)} or nnunet:<model folder or catalog id>")
+    has_box = args.box is not None or args.box_ras is not None
+    if is_nnunet and has_box:
+        raise InputError("nnU-Net segments the whole scan and takes no box",
+                         "drop --box/--box-ras, or use --model litemedsam for one boxed lesion")
+    if not is_nnunet and not has_box:
+        raise InputError(f"--model {args.model} needs a box around the lesion",
+                         "give --box I0,J0,K0,I1,J1,K1 or --box-ras, or use --model nnunet:<folder> (no box)")
+    return is_nnunet
+
+
+def write_proposals(proposal_set: Any, image: Any, path: str) -> Path:
+    """Label map (value n = proposal Pn) in IMAGE's geometry; .seg.nrrd: one segment per proposal."""
+    import numpy as np  # noqa: PLC0415
+
+    from DTTLib.imaging.volume import ImageVolume  # noqa: PLC0415
+
+    target = Path(path)
+    if not target.name.lower().endswith(".seg.nrrd"):
+        from DTTLib.imaging.io import write_image  # noqa: PLC0415
+
+        labels = proposal_set.label_map()
+        labels = labels.astype(np.uint8) if labels.max(initial=0) < 256 else labels
+        return write_image(ImageVolume(labels, image.spacing, image.origin, image.direction, name="Proposals"),
+                           target)
+    from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
+    from DTTLib.mrml.segmentations import add_segmentation_node, set_segment_mask  # noqa: PLC0415
+    from DTTLib.mrml.storage import save_node  # noqa: PLC0415
+    from DTTLib.mrml.volumes import add_volume_node  # noqa: PLC0415
+
+    scene = get_scene()
+    reference = add_volume_node(ImageVolume(np.asarray(image.array), image.spacing, image.origin,
+                                            image.direction, name="reference"), "reference", scene=scene)
+    node = add_segmentation_node(reference, "Proposals", scene=scene)
+    for proposal in proposal_set.proposals:
+        set_segment_mask(node, proposal_set.mask(proposal).astype(np.uint8), proposal.proposal_id, reference)
+    return save_node(node, target)
+
+
+def run_nnunet(args: argparse.Namespace, image: Any, started: float, timings: dict[str, Any]) -> int:
+    """Whole-scan nnU-Net: proposals with measurements (printed or JSON), mask and probabilities."""
+    from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
+    from DTTLib.segmentation.nnunet import NnUNetSegmenter, NnUNetSettings  # noqa: PLC0415
+    from DTTLib.segmentation.nnunet_model import resolve_model  # noqa: PLC0415
+    from DTTLib.segmentation.nnunet_proposals import find_lesions  # noqa: PLC0415
+
+    folder = resolve_model(args.model)  # checks the folder before torch/nnunetv2 are imported
+    folds = tuple(f.strip() for f in args.folds.split(",") if f.strip()) if args.folds else None
+    settings = NnUNetSettings(tile_step_size=args.tile_step, use_mirroring=not args.no_mirroring,
+                              device=args.device, folds=folds, trust_checkpoint=args.trust_model)
+    t0 = time.perf_counter()
+    segmenter = NnUNetSegmenter(folder, settings)
+    timings["load_model_s"] = time.perf_counter() - t0
+    result = find_lesions(segmenter, image, min_volume_mm3=args.min_volume)
+    timings.update(result.timings)
+    summary: dict[str, Any] = {
+        "model": f"{NNUNET_PREFIX}{segmenter.model.model_id}", "model_folder": str(segmenter.model.path),
+        "configuration": segmenter.configuration, "device": segmenter.device, "note": segmenter.note,
+        "tile_step_size": settings.tile_step_size, "mirroring": settings.use_mirroring,
+        "proposal_count": len(result.proposals), "dropped_small": result.dropped_small,
+        "proposals": [p.to_dict() for p in result.proposals],
+    }
+    if args.out:
+        t0 = time.perf_counter()
+        summary["out"] = str(write_proposals(result, image, args.out))
+        timings["write_s"] = time.perf_counter() - t0
+    if args.probabilities:
+        from DTTLib.imaging.io import write_image  # noqa: PLC0415
+
+        summary["probabilities"] = str(write_image(image.with_array(result.probabilities, name="probability"),
+                                                   Path(args.probabilities)))
+    timings["total_s"] = time.perf_counter() - started
+    summary["timings"] = timings
+    if args.json:
+        print_json(summary)
+        return 0
+    rows = [(key, summary[key]) for key in ("model", "device", "proposal_count", "out") if key in summary]
+    if summary["note"]:
+        rows.append(("note", summary["note"]))
+    for p in result.proposals:
+        ld = f", LD {p.longest_diameter_mm:.1f} mm" if p.longest_diameter_mm is not None else ""
+        rows.append((p.proposal_id, f"{p.label_name}: {p.volume_mm3:.0f} mm³{ld}, confidence {p.confidence:.2f}, "
+                                    f"slices {p.slices[0]}-{p.slices[1]}"))
+    print_fields(rows + [("time_s", round(timings["total_s"], 2))])
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415
 
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
     from DTTLib.imaging.io import read_image  # noqa: PLC0415
 
+    is_nnunet = _check_model(args)
+    if is_nnunet and "torch" not in sys.modules:
+        # OpenMP threads sleep while waiting instead of spinning: on a busy 2-core machine spinning
+        # made nnU-Net's 3-D convolutions many times slower (docs/PERFORMANCE.md); read at torch load
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _check_output(args.out)
+    _check_output(getattr(args, "probabilities", None))
+    if is_nnunet:
+        from DTTLib.segmentation.nnunet_model import resolve_model  # noqa: PLC0415
+
+        resolve_model(args.model)  # a bad model folder fails before the image is read
     started = time.perf_counter()
     image = read_image(args.image)
+    if is_nnunet:
+        return run_nnunet(args, image, started, {"read_s": time.perf_counter() - started})
     box = _box(args, image)
     timings: dict[str, Any] = {"read_s": time.perf_counter() - started}
     device = "cpu"

@@ -20,7 +20,8 @@ PHASES = ("segmentation", "embeddings", "narrative")
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One catalog row. ``source`` is 'hub:<repo>' or 'bundled:<package>'."""
+    """One catalog row. ``source`` is 'hub:<repo>', 'bundled:<package>' or 'folder:<description>'
+    (no download: the user points at a local folder, e.g. a self-trained nnU-Net model)."""
 
     id: str
     source: str
@@ -54,9 +55,9 @@ def _entry(model_id: str, row: dict[str, Any]) -> ModelEntry:
     if row["phase"] not in PHASES:
         raise InputError(f"Model catalog entry '{model_id}' has unknown phase '{row['phase']}'",
                          f"Use one of {', '.join(PHASES)}.")
-    if row["source"].split(":", 1)[0] not in ("hub", "bundled"):
+    if row["source"].split(":", 1)[0] not in ("hub", "bundled", "folder"):
         raise InputError(f"Model catalog entry '{model_id}' has source '{row['source']}'",
-                         "Use 'hub:<repo id>' or 'bundled:<package>'.")
+                         "Use 'hub:<repo id>', 'bundled:<package>' or 'folder:<what to put there>'.")
     known = set(ModelEntry.__dataclass_fields__)
     return ModelEntry(id=model_id, **{k: v for k, v in row.items() if k in known and k != "id"})
 
