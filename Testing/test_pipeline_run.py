@@ -59,10 +59,9 @@ def test_measurements_match_the_truth(phantom_run):
         return np.array(volume), np.array(diameter)
 
     # the large liver lesion, whose boxes are carried over by registration after the baseline,
-    # meets issue 7's volume tolerance (≤ 10 %) at every timepoint and its diameter tolerance
-    # (≤ 2 mm) in the median; its largest diameter error (2.1 mm at day 210) is guarded at 3 mm
+    # meets issue 7's tolerances (≤ 10 % volume, ≤ 2 mm diameter) at every timepoint
     volume, diameter = errors([spec.lesions[0]])
-    assert volume.max() <= 0.10 and np.median(diameter) <= 2.0 and diameter.max() <= 3.0, (volume, diameter)
+    assert volume.max() <= 0.10 and diameter.max() <= 2.0, (volume, diameter)
     # over all lesions the median diameter error meets it too; the median volume error does
     # not yet (small lesions under carried boxes are over-segmented: docs/VALIDATION.md), so
     # this guards the current level against regressions rather than claiming the target
