@@ -179,10 +179,6 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onFindLesions(self) -> None:
         """nnU-Net in a worker thread (progress, cancel); proposals are added on the GUI thread."""
-        import threading
-
-        import qt
-
         node = self._parameterNode
         if not (node and node.inputVolume) or self._job is not None:
             return
@@ -196,36 +192,11 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
             image = image_from_volume_node(node.inputVolume)
             segmenter = self.logic.nnunetSegmenter(self.nnunetFolder.currentPath)
-        job = {"cancel": False, "done": 0, "total": 1, "result": None, "error": None}
-        self._job = job
 
-        def work():
-            try:
-                job["result"] = self.logic.findLesions(
-                    image, segmenter, progress=lambda d, t: job.update(done=d, total=t),
-                    should_cancel=lambda: job["cancel"])
-            except Exception as error:  # noqa: BLE001 - shown on the GUI thread
-                job["error"] = error
+        def compute(progress, should_cancel):
+            return self.logic.findLesions(image, segmenter, progress=progress, should_cancel=should_cancel)
 
-        thread = threading.Thread(target=work, daemon=True)
-        self._setBusy(True)
-        thread.start()
-        timer = qt.QTimer()
-        timer.setInterval(200)
-
-        def poll():
-            self.progressBar.maximum = max(job["total"], 1)
-            self.progressBar.value = job["done"]
-            if thread.is_alive():
-                return
-            timer.stop()
-            self._job = None
-            self._setBusy(False)
-            if job["error"] is not None:
-                slicer.util.errorDisplay(_("Failed to find lesions: {error}").format(
-                    error=getattr(job["error"], "message", job["error"])))
-                return
-            result = job["result"]
+        def finish(result):
             if result.cancelled:
                 self.ui.statusLabel.text = _("nnU-Net cancelled: no proposals added")
                 return
@@ -236,9 +207,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("{n} lesion proposal(s): accept, edit or reject each{note}").format(
                     n=len(stored), note=note)
 
-        timer.connect("timeout()", poll)
-        timer.start()
-        self._timer = timer
+        self._runInBackground(compute, finish, _("Failed to find lesions: {error}"), intervalMs=200)
 
     def onAcceptProposal(self) -> None:
         node = self._parameterNode
@@ -266,10 +235,6 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentWithModel(self, mode: str) -> None:
         """Run the model in a worker thread; store the result on the GUI thread (one undo step)."""
-        import threading
-
-        import qt
-
         node = self._parameterNode
         if not (node and node.inputVolume and node.roi) or self._job is not None:
             return
@@ -286,14 +251,35 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             image, box = self.logic.imageAndBox(node.inputVolume, node.roi)
             segmenter = self.logic.segmenter(model)
+        def compute(progress, should_cancel):
+            return self.logic.computeLesion(image, box, segmenter, mode, progress=progress,
+                                            should_cancel=should_cancel)
+
+        def finish(computed):
+            with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
+                stored = self.logic.storeLesion(computed, image, node.inputVolume, node.segmentation,
+                                                node.lesionId, node.timepointLabel, self.overwriteCheck.checked)
+                note = _(" (cancelled: partial)") if computed.cancelled else ""
+                kept = _("; {n} voxels left to other segments").format(n=stored.withheld_voxels) \
+                    if stored.withheld_voxels else ""
+                self.ui.statusLabel.text = _("{name}: {volume:.0f} mm³, slices {slices}{note}{kept}").format(
+                    name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept)
+
+        self._runInBackground(compute, finish, _("Failed to segment the lesion: {error}"))
+
+    def _runInBackground(self, compute, finish, failure: str, intervalMs: int = 100) -> None:
+        """``compute(progress, should_cancel)`` in a worker thread (no MRML there); progress
+        and cancel through the shared job dict; ``finish(result)`` on the GUI thread."""
+        import threading
+
+        import qt
+
         job = {"cancel": False, "done": 0, "total": 1, "result": None, "error": None}
         self._job = job
 
         def work():
             try:
-                job["result"] = self.logic.computeLesion(
-                    image, box, segmenter, mode,
-                    progress=lambda d, t: job.update(done=d, total=t), should_cancel=lambda: job["cancel"])
+                job["result"] = compute(lambda d, t: job.update(done=d, total=t), lambda: job["cancel"])
             except Exception as error:  # noqa: BLE001 - shown on the GUI thread
                 job["error"] = error
 
@@ -301,7 +287,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setBusy(True)
         thread.start()
         timer = qt.QTimer()
-        timer.setInterval(100)
+        timer.setInterval(intervalMs)
 
         def poll():
             self.progressBar.maximum = max(job["total"], 1)
@@ -312,18 +298,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._job = None
             self._setBusy(False)
             if job["error"] is not None:
-                slicer.util.errorDisplay(_("Failed to segment the lesion: {error}").format(
-                    error=getattr(job["error"], "message", job["error"])))
+                slicer.util.errorDisplay(failure.format(error=getattr(job["error"], "message", job["error"])))
                 return
-            computed = job["result"]
-            with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
-                stored = self.logic.storeLesion(computed, image, node.inputVolume, node.segmentation,
-                                                node.lesionId, node.timepointLabel, self.overwriteCheck.checked)
-                note = _(" (cancelled: partial)") if computed.cancelled else ""
-                kept = _("; {n} voxels left to other segments").format(n=stored.withheld_voxels) \
-                    if stored.withheld_voxels else ""
-                self.ui.statusLabel.text = _("{name}: {volume:.0f} mm³, slices {slices}{note}{kept}").format(
-                    name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept)
+            finish(job["result"])
 
         timer.connect("timeout()", poll)
         timer.start()
