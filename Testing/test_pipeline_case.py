@@ -105,3 +105,18 @@ def test_scan_modality_prefers_case_json_then_the_dicom_tag(tmp_path):
     assert scan_modality(plain, "t0", ImageVolume(np.zeros((2, 3, 3), np.float32))) == ""
     stated = load_case(write_case(tmp_path, modality="MR"))
     assert scan_modality(stated, "t1", image) == "MR"
+
+
+def test_carry_pairs_are_the_registrations_the_carry_overs_use(tmp_path):
+    """The background registrations must be exactly the pairs the segmentation loop asks for."""
+    from DTTLib.pipeline.segment_step import carry_pairs  # noqa: PLC0415
+
+    for name in ("c.nrrd", "d.nrrd"):
+        (tmp_path / name).write_bytes(b"z")
+    timepoints = [{"id": f"t{i}", "path": p, "day": 30 * i} for i, p in enumerate(("a.nrrd", "b.nrrd", "c.nrrd", "d.nrrd"))]
+    case = load_case(write_case(tmp_path, timepoints=timepoints, lesions=[
+        {"id": "L1", "box": {"timepoint": "t0", "ijk": [1, 2, 3, 4, 5, 3]}},
+        {"id": "L2", "box": {"timepoint": "t2", "ijk": [1, 2, 3, 4, 5, 3]}}]))
+    # L1 walks forward from t0; L2 starts at t2, goes to t1 and t3 (nearest first, earlier on
+    # ties), then t0 from t1
+    assert carry_pairs(case) == [("t0", "t1"), ("t1", "t2"), ("t2", "t3"), ("t2", "t1"), ("t1", "t0")]

@@ -65,9 +65,55 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                  ) -> tuple[dict[tuple[str, str], LesionSegmentation], dict[tuple[str, str], Any]]:
     """All (lesion, timepoint) segmentations, computed or taken from the cache, and the
     registrations computed on the way, keyed (fixed timepoint, moving timepoint)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
     results: dict[tuple[str, str], LesionSegmentation] = {}
     order = [t.timepoint_id for t in case.timepoints]
     registrations: dict[tuple[str, str], Any] = {}
+
+    def registration(key: tuple[str, str]) -> Any:
+        reference, timepoint_id = key
+        progress(f"registering {timepoint_id} to {reference}")
+        return cache.get_or_compute(
+            "register", {"version": REGISTRATION_VERSION, "fixed": image_digests[reference],
+                         "moving": image_digests[timepoint_id]},
+            lambda: register(images[reference], images[timepoint_id]))
+
+    # Registration runs on one thread (bit-repeatable) and SimpleITK releases the GIL, so the
+    # pairs the carry-overs will need are registered in the background while the encoder
+    # works on the given boxes; results are identical to registering in the loop.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtt-register") as pool:
+        pending = {key: pool.submit(registration, key) for key in carry_pairs(case)}
+        try:
+            _segment_all(case, images, image_digests, segmenter, cache, progress, results, order,
+                         registrations, pending, registration)
+        except BaseException:
+            for future in pending.values():  # a failed run should not wait for unneeded registrations
+                future.cancel()
+            raise
+    return results, registrations
+
+
+def carry_pairs(case: CaseSpec) -> list[tuple[str, str]]:
+    """(reference, timepoint) registrations the carry-overs will need, in the order needed."""
+    order = [t.timepoint_id for t in case.timepoints]
+    pairs: list[tuple[str, str]] = []
+    for lesion in case.lesions:
+        given = {prompt.timepoint_id for prompt in lesion.boxes}
+        done = set(given)
+        for timepoint_id in _visit_order(order, {t: None for t in given}):  # type: ignore[misc]
+            if timepoint_id in given:
+                continue
+            pair = (_nearest_done(order, timepoint_id, done), timepoint_id)
+            if pair not in pairs:
+                pairs.append(pair)
+            done.add(timepoint_id)
+    return pairs
+
+
+def _segment_all(case: CaseSpec, images: dict[str, ImageVolume], image_digests: dict[str, str], segmenter: Any,
+                 cache: StepCache, progress: Progress, results: dict, order: list[str], registrations: dict,
+                 pending: dict, registration: Callable[[tuple[str, str]], Any]) -> None:
     for lesion in case.lesions:
         given = {prompt.timepoint_id: prompt for prompt in lesion.boxes}
         for timepoint_id in _visit_order(order, given):
@@ -79,11 +125,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                 previous = results[(lesion.lesion_id, reference)]
                 key = (reference, timepoint_id)
                 if key not in registrations:
-                    progress(f"registering {timepoint_id} to {reference}")
-                    registrations[key] = cache.get_or_compute(
-                        "register", {"version": REGISTRATION_VERSION, "fixed": image_digests[reference],
-                                     "moving": image_digests[timepoint_id]},
-                        lambda: register(images[reference], image))
+                    registrations[key] = pending[key].result() if key in pending else registration(key)
                 box = carried_box(previous, images[reference], image, registrations[key])
                 source = f"carried from {reference} (registration)"
             progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
@@ -93,7 +135,6 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                 {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
                  "window": window, "model": getattr(segmenter, "name", type(segmenter).__name__)},
                 lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window))
-    return results, registrations
 
 
 def scan_modality(case: CaseSpec, timepoint_id: str, image: ImageVolume) -> str:
