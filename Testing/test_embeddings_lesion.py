@@ -68,5 +68,5 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     spec.loader.exec_module(module)
     report = module.main(["--tiny", "--json", str(tmp_path / "r.json")])
     assert report["decode"]["plain"]["new_tokens"] == 10 and report["decode"]["plain"]["decode_tok_s"] > 0
-    assert report["decode"]["static_cache"].get("new_tokens") == 10
+    assert report["decode"]["fast_eager"].get("new_tokens") == 10
     assert json.loads((tmp_path / "r.json").read_text())["siglip"]["embedding_dim"] == 32

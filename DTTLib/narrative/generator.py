@@ -6,13 +6,17 @@ model in tests) through the same processor/tokenizer code.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from DTTLib.models.memory import release_memory
+from DTTLib.narrative.fast_decode import fast_decode_enabled
 from DTTLib.narrative.prompt import Prompt
+
+log = logging.getLogger(__name__)
 
 
 def _as_rgb(image: Any) -> Any:
@@ -35,7 +39,8 @@ class MedGemmaGenerator:
     """``generate(prompt, on_text, cancel) -> str`` over a loaded model + processor."""
 
     def __init__(self, model: Any, processor: Any, max_new_tokens: int = 400,
-                 static_cache: bool | None = None, name: str = "medgemma-4b") -> None:
+                 static_cache: bool | None = None, name: str = "medgemma-4b",
+                 fast_decode: bool | None = None) -> None:
         self.model = model
         self.processor = processor
         self.max_new_tokens = max_new_tokens
@@ -43,6 +48,13 @@ class MedGemmaGenerator:
         device = getattr(model, "device", None)
         #: static cache (capturable decode) only pays off on a GPU
         self.static_cache = (str(device).startswith("cuda")) if static_cache is None else static_cache
+        #: greedy fixed-shape loop with a CUDA-graph step (fast_decode.py): on by default on a
+        #: GPU; off with fast_decode=False or the environment variable DTT_FAST_DECODE=0
+        self.fast_decode = (str(device).startswith("cuda") and fast_decode_enabled()) \
+            if fast_decode is None else fast_decode
+        #: the last fast decode (tokens, mode, timings), and why it was skipped if it was
+        self.last_decode: Any = None
+        self.fast_skipped: str | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -83,6 +95,10 @@ class MedGemmaGenerator:
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
         enc = self._inputs(prompt)
+        if self.fast_decode:
+            text = self._generate_fast(enc, on_text, cancel)
+            if text is not None:
+                return text
         extra: dict[str, Any] = {}
         if self.static_cache:
             extra["cache_implementation"] = "static"
@@ -98,3 +114,36 @@ class MedGemmaGenerator:
             # no chat history and no KV cache survive the call
             enc = out = None  # noqa: F841
             release_memory()
+
+    def _generate_fast(self, enc: dict[str, Any], on_text: Callable[[str], None] | None,
+                       cancel: threading.Event | None) -> str | None:
+        """The fast loop's text, or None (reason in ``fast_skipped``) to use ``generate()``."""
+        from DTTLib.narrative.fast_decode import FastDecoder, stop_token_ids, unsupported_reason  # noqa: PLC0415
+
+        self.fast_skipped = unsupported_reason(self.model)
+        if self.fast_skipped:
+            return None
+        streamed: list[str] = []
+
+        def piece(text: str) -> None:
+            streamed.append(text)
+            if on_text is not None:
+                on_text(text)
+
+        try:
+            result = FastDecoder(self.model).decode(
+                enc, self.max_new_tokens, stop_token_ids(self.model, self.tokenizer), cancel=cancel,
+                tokenizer=self.tokenizer, on_text=piece)
+        except Exception as exc:  # noqa: BLE001 - nothing shown yet: generate() can start over
+            if streamed:
+                raise
+            self.fast_skipped = f"fast decode failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("%s; using generate()", self.fast_skipped)
+            return None
+        finally:
+            enc = None  # noqa: F841
+            release_memory()
+        self.last_decode = result
+        if result.graph_skipped:
+            self.fast_skipped = f"CUDA graph not used: {result.graph_skipped}"
+        return result.text
