@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from tiny_models import CHAT_TEMPLATE, SPECIALS, build_tokenizer
+from tiny_models import SPECIALS, save_tiny_gemma3
 
 from DTTLib.errors import InputError
 from DTTLib.narrative.fast_decode import ENV_SWITCH, FastDecoder, stop_token_ids, unsupported_reason
@@ -25,26 +25,10 @@ N = 24
 
 
 def _save_model(folder):
-    from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor,
-                              Gemma3TextConfig, SiglipVisionConfig)
-    from transformers.models.gemma3 import Gemma3ImageProcessor
-
-    torch.manual_seed(0)
-    tok = build_tokenizer()
-    vocab = tok.get_vocab()
-    text = Gemma3TextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                            num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=WINDOW,
-                            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-                            max_position_embeddings=4096)
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                num_attention_heads=2, image_size=64, patch_size=16)
-    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
-                          image_token_index=vocab["<image_soft_token>"], boi_token_index=vocab["<start_of_image>"],
-                          eoi_token_index=vocab["<end_of_image>"])
-    Gemma3ForConditionalGeneration(config).save_pretrained(folder)
-    Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tok,
-                    image_seq_length=4, chat_template=CHAT_TEMPLATE).save_pretrained(folder)
-    return folder
+    # three layers (sliding, full, sliding) with a window of 8, so decoding crosses the window
+    return save_tiny_gemma3(folder, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                            sliding_window=WINDOW, max_position_embeddings=4096,
+                            layer_types=["sliding_attention", "full_attention", "sliding_attention"])
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,10 @@ def build_tokenizer():
     return tok
 
 
-def save_tiny_gemma3(folder: Path) -> Path:
+def save_tiny_gemma3(folder: Path, **text_overrides) -> Path:
+    """A tiny random MedGemma-shaped model + processor saved with save_pretrained.
+
+    ``text_overrides`` change the text config (e.g. more layers, a short sliding window)."""
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, Gemma3TextConfig, SiglipVisionConfig
     from transformers.models.gemma3 import Gemma3ImageProcessor
@@ -38,9 +41,11 @@ def save_tiny_gemma3(folder: Path) -> Path:
     torch.manual_seed(0)
     tok = build_tokenizer()
     vocab = tok.get_vocab()
-    text = Gemma3TextConfig(vocab_size=len(SPECIALS) + len(CHARS), hidden_size=32, intermediate_size=64,
-                            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                            sliding_window=16, max_position_embeddings=8192)
+    text_settings = dict(vocab_size=len(SPECIALS) + len(CHARS), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                         sliding_window=16, max_position_embeddings=8192)
+    text_settings.update(text_overrides)
+    text = Gemma3TextConfig(**text_settings)
     vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                 num_attention_heads=2, image_size=64, patch_size=16)
     config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,

@@ -20,12 +20,11 @@ import numpy as np
 from DTTLib.segmentation.onnx_encoder import (
     OPSET,
     OnnxUnavailable,
-    _exported_bytes,
     _openvino,
-    _write_atomically,
     cache_dir,
-    compiled_path,
+    compile_openvino,
     file_sha256,
+    load_cached,
 )
 
 EXPORT_VERSION = 1  # bump when the export recipe changes
@@ -91,24 +90,8 @@ class OpenVinoDecoder:
     """(embedding (1, 256, 64, 64), box (1, 1, 4) in model pixels) → (logits (1, 1, 256, 256), iou)."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        ov = _openvino()
         self.path, self.threads = path, max(1, int(threads))
-        self.blob = compiled_path(path, self.threads)
-        config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32"}
-        core = ov.Core()
-        self.compiled = None
-        if self.blob.is_file():
-            try:
-                self.compiled = core.import_model(self.blob.read_bytes(), "CPU", config)
-            except Exception:  # noqa: BLE001 - another CPU or build made it: compile again
-                self.blob.unlink(missing_ok=True)
-        if self.compiled is None:
-            try:
-                self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-            except Exception as error:  # noqa: BLE001 - corrupt file: the caller re-exports or falls back
-                raise OnnxUnavailable(f"OpenVINO cannot compile '{path}': {error}") from error
-            _write_atomically(self.blob, _exported_bytes(self.compiled))
+        self.compiled, self.blob, self.from_cache = compile_openvino(path, self.threads)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, embedding: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float]:
@@ -122,11 +105,5 @@ def load_openvino_decoder(net: Any, checkpoint: str, threads: int,
                           directory: Path | None = None) -> OpenVinoDecoder:
     """The cached OpenVINO box decoder for ``checkpoint``, exporting it first if needed."""
     _openvino()
-    path = decoder_path(checkpoint, directory)
-    if path.is_file():
-        try:
-            return OpenVinoDecoder(path, threads)
-        except OnnxUnavailable:
-            path.unlink(missing_ok=True)
-    export_decoder(net, path)
-    return OpenVinoDecoder(path, threads)
+    return load_cached(decoder_path(checkpoint, directory), lambda p: OpenVinoDecoder(p, threads),
+                       lambda p: export_decoder(net, p))

@@ -29,11 +29,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 OPSET = 17
 EXPORT_VERSION = 1  # bump when the export recipe changes: old cache files are then ignored
 INPUT_NAME = "image"
@@ -131,14 +133,8 @@ def load_or_export(image_encoder: Any, checkpoint: str, threads: int,
         import onnxruntime  # noqa: F401, PLC0415
     except ImportError:
         raise OnnxUnavailable("onnxruntime is not installed") from None
-    path = encoder_path(checkpoint, directory)
-    if path.is_file():
-        try:
-            return OnnxEncoder(path, threads)
-        except OnnxUnavailable:
-            path.unlink(missing_ok=True)  # corrupt or from an incompatible runtime: export again
-    export_encoder(image_encoder, path)
-    return OnnxEncoder(path, threads)
+    return load_cached(encoder_path(checkpoint, directory), lambda p: OnnxEncoder(p, threads),
+                       lambda p: export_encoder(image_encoder, p))
 
 
 def _openvino() -> Any:
@@ -155,31 +151,50 @@ def compiled_path(onnx_path: Path, threads: int) -> Path:
     return onnx_path.with_name(f"{onnx_path.stem}_openvino{version}_t{threads}.blob")
 
 
+def compile_openvino(path: Path, threads: int, shape: list[int] | None = None) -> tuple[Any, Path, bool]:
+    """OpenVINO's f32 CPU compilation of an ONNX file, through a cached blob beside it.
+
+    Returns (compiled model, blob path, whether it came from the cache). A blob that will not
+    import (other CPU, other build) is compiled again; an ONNX file that will not compile
+    raises :class:`OnnxUnavailable` so the caller can re-export or fall back."""
+    ov = _openvino()
+    blob = compiled_path(path, threads)
+    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_PRECISION_HINT": "f32"}  # never bf16/fp16, even where the CPU has them
+    core = ov.Core()
+    if blob.is_file():
+        try:
+            return core.import_model(blob.read_bytes(), "CPU", config), blob, True
+        except Exception:  # noqa: BLE001 - another CPU or build made it: compile again
+            blob.unlink(missing_ok=True)
+    try:
+        model = core.read_model(str(path))
+        if shape is not None:
+            model.reshape(shape)
+        compiled = core.compile_model(model, "CPU", config)
+    except Exception as error:  # noqa: BLE001 - a corrupt ONNX file: caller re-exports or falls back
+        raise OnnxUnavailable(f"OpenVINO cannot compile '{path}': {error}") from error
+    _write_atomically(blob, _exported_bytes(compiled))
+    return compiled, blob, False
+
+
+def load_cached(path: Path, open_file: Callable[[Path], T], export: Callable[[Path], Any]) -> T:
+    """``open_file(path)``, exporting ``path`` first when it is missing or will not open."""
+    if path.is_file():
+        try:
+            return open_file(path)
+        except OnnxUnavailable:
+            path.unlink(missing_ok=True)  # corrupt or from an incompatible runtime: export again
+    export(path)
+    return open_file(path)
+
+
 class OpenVinoEncoder:
     """The exported encoder compiled by OpenVINO for this CPU: same call as :class:`OnnxEncoder`."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        ov = _openvino()
         self.path, self.threads = path, max(1, int(threads))
-        self.blob = compiled_path(path, self.threads)
-        config = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32"}  # never bf16/fp16, even where the CPU has them
-        core = ov.Core()
-        self.compiled, self.from_cache = None, False
-        if self.blob.is_file():
-            try:
-                self.compiled = core.import_model(self.blob.read_bytes(), "CPU", config)
-                self.from_cache = True
-            except Exception:  # noqa: BLE001 - another CPU or build made it: compile again
-                self.blob.unlink(missing_ok=True)
-        if self.compiled is None:
-            try:
-                model = core.read_model(str(path))
-                model.reshape([1, 3, 256, 256])
-                self.compiled = core.compile_model(model, "CPU", config)
-            except Exception as error:  # noqa: BLE001 - a corrupt ONNX file: caller re-exports or falls back
-                raise OnnxUnavailable(f"OpenVINO cannot compile '{path}': {error}") from error
-            _write_atomically(self.blob, _exported_bytes(self.compiled))
+        self.compiled, self.blob, self.from_cache = compile_openvino(path, self.threads, [1, 3, 256, 256])
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -218,14 +233,8 @@ def load_openvino(image_encoder: Any, checkpoint: str, threads: int,
                   directory: Path | None = None) -> OpenVinoEncoder:
     """The OpenVINO encoder for ``checkpoint``, exporting the ONNX file first if needed."""
     _openvino()
-    path = encoder_path(checkpoint, directory)
-    if path.is_file():
-        try:
-            return OpenVinoEncoder(path, threads)
-        except OnnxUnavailable:
-            path.unlink(missing_ok=True)  # corrupt: export again
-    export_encoder(image_encoder, path)
-    return OpenVinoEncoder(path, threads)
+    return load_cached(encoder_path(checkpoint, directory), lambda p: OpenVinoEncoder(p, threads),
+                       lambda p: export_encoder(image_encoder, p))
 
 
 def onnx_available() -> bool:
