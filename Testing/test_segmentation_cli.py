@@ -46,6 +46,7 @@ def _lesion_box(shared_data) -> str:
     (["--box", "1,2,3"], "six numbers"),
     (["--box", "1,1,1,2,2,2", "--out", "/nonexistent-dir/m.nii.gz"], "does not exist"),
     (["--box", "1,1,1,2,2,2", "--out", "mask.png"], "extension"),
+    (["--box", "1,1,1,20,20,1", "--window", "abdomen"], "soft_tissue"),
 ])
 def test_bad_boxes_and_outputs_exit_nonzero_with_one_line(crop, args, words):
     out = dtt(str(crop), *args)
@@ -92,6 +93,7 @@ def test_litemedsam_one_box_json_and_seg_nrrd(crop, shared_data, tmp_path):
     for key in ("volume_mm3", "longest_diameter_mm", "short_axis_mm", "slices", "model", "device", "timings"):
         assert key in report
     assert report["model"] == "litemedsam" and report["device"] == "cpu"
+    assert report["window"] == "slice"  # an MR file without a modality tag: percentiles
     assert report["volume_mm3"] > 0 and report["slices"][0] <= report["slices"][1]
     assert out_path.exists()
     from DTTLib.mrml.segmentations import get_segment_mask

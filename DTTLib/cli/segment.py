@@ -48,6 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float,
                         help="--model threshold: intensity cut (default: Otsu inside the box)")
     parser.add_argument("--medsam-dir", help="--model medsam: local folder with the MedSAM weights")
+    parser.add_argument("--window", default="auto",
+                        help="slice preparation for box models: auto (the rules in window_presets.json for the "
+                             "scan's DICOM modality and --organ), slice (percentiles) or a CT preset name "
+                             "(soft_tissue, liver, lung, bone, brain)")
+    parser.add_argument("--organ", default="", help="the lesion's organ, for --window auto")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", help="write the mask here (.nii.gz, .nii, .nrrd or .seg.nrrd)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -236,6 +241,20 @@ def write_proposals(proposal_set: Any, image: Any, path: str) -> Path:
     return save_node(node, target)
 
 
+def _window(args: argparse.Namespace, image: Any) -> str:
+    """The slice preparation asked for, checked before any model is loaded."""
+    from DTTLib.errors import InputError  # noqa: PLC0415
+    from DTTLib.imaging.preprocess import load_window_presets, segmentation_window  # noqa: PLC0415
+
+    if args.window == "auto":
+        modality = str(image.metadata.get("dicom", {}).get("Modality", "") or "")
+        return segmentation_window(modality, args.organ)
+    if args.window != "slice" and args.window not in load_window_presets():
+        raise InputError(f"--window '{args.window}' is not auto, slice or a CT preset",
+                         f"use one of auto, slice, {', '.join(sorted(load_window_presets()))}")
+    return args.window
+
+
 def run_nnunet(args: argparse.Namespace, image: Any, started: float, timings: dict[str, Any]) -> int:
     """Whole-scan nnU-Net: proposals with measurements (printed or JSON), mask and probabilities."""
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
@@ -306,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
     if is_nnunet:
         return run_nnunet(args, image, started, {"read_s": time.perf_counter() - started})
     box = _box(args, image)
+    window = _window(args, image)
     timings: dict[str, Any] = {"read_s": time.perf_counter() - started}
     device = "cpu"
     if args.model == "threshold":
@@ -318,14 +338,14 @@ def run(args: argparse.Namespace) -> int:
         mask = segment_box_by_threshold(image, box, threshold)
         timings["segment_s"] = time.perf_counter() - t0
     else:
-        from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
+        from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
 
         t0 = time.perf_counter()
         segmenter = make_segmenter(args.model, args.device, args.medsam_dir)
         device = str(segmenter.device)
         timings["load_model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = propagate_box(image, box, segmenter)
+        result = propagate_box(image, box, segmenter, PropagationSettings(window=window))
         mask = result.mask
         timings["segment_s"] = time.perf_counter() - t0
         timings["slices_encoded"] = len(result.encode_s)
@@ -341,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         "box_ijk": [box.i0, box.j0, box.k0, box.i1, box.j1, box.k1],
         "model": args.model,
         "device": device,
+        "window": window if args.model != "threshold" else None,
     })
     if args.out:
         t0 = time.perf_counter()
