@@ -363,6 +363,7 @@ def test_segmentation_window_follows_the_data_file(tmp_path):
     assert segmentation_window("ct", "Lung", rules) == "lung"
     assert segmentation_window("CT", "liver", rules) == "soft_tissue"
     assert segmentation_window("", "liver", rules) == "slice"
+    rules = tmp_path / "bad.json"  # the rules are read once per file
     rules.write_text(json.dumps({"presets": [], "segmentation": {"CT": {"default": "no_such_preset"}}}))
     with pytest.raises(InputError, match="unknown CT window preset 'no_such_preset'"):
         segmentation_window("CT", "liver", rules)

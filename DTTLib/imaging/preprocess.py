@@ -166,17 +166,22 @@ def load_window_presets(path: str | Path | None = None) -> dict[str, WindowPrese
     return {preset.name: preset for preset in presets}
 
 
+@lru_cache(maxsize=4)
+def _segmentation_rules(path: str) -> dict:
+    """The "segmentation" section of a presets file (read once per file: it is asked per lesion)."""
+    try:
+        return dict(json.loads(Path(path).read_text(encoding="utf-8")).get("segmentation", {}))
+    except (OSError, ValueError) as error:
+        raise DTTError(f"window preset file '{path}' cannot be read: {error}",
+                       "restore window_presets.json from the DigitalTwinTumor installation")
+
+
 def segmentation_window(modality: str, organ: str = "", path: str | Path | None = None) -> str:
     """How to window slices for a box-prompt model: a CT preset name, or "slice" (percentiles).
 
     Read from the "segmentation" section of ``window_presets.json``; an unknown modality gets
     the default (percentiles, which is right for MR and harmless elsewhere)."""
-    source = Path(path or WINDOW_PRESETS_FILE)
-    try:
-        rules = json.loads(source.read_text(encoding="utf-8")).get("segmentation", {})
-    except (OSError, ValueError) as error:
-        raise DTTError(f"window preset file '{source}' cannot be read: {error}",
-                       "restore window_presets.json from the DigitalTwinTumor installation")
+    rules = _segmentation_rules(str(path or WINDOW_PRESETS_FILE))
     by_modality = rules.get((modality or "").upper())
     if not isinstance(by_modality, dict):
         return str(rules.get("default", "slice"))
