@@ -188,3 +188,15 @@ def test_filters_search_small_subsets_exactly_and_size_the_request(tmp_path):
         assert index.rows_per_lesion == pytest.approx(650 / 600)
         hits = s.similar_to_vector(vectors[649] * 2, k=3, patient_id=small_patient.id)
         assert hits[0].lesion.id == few[49].id and hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_deleting_nothing_leaves_the_vector_index_generation_alone(tmp_path):
+    """A no-op delete must not force every open vector index to rebuild."""
+
+    with open_store(tmp_path / "s.sqlite") as store:
+        def generation():
+            return int(store._conn.execute("SELECT value FROM meta WHERE key = 'embeddings_generation'")
+                       .fetchone()["value"])
+        before = generation()
+        assert store.delete_embeddings("no-such-lesion") == 0
+        assert generation() == before

@@ -65,7 +65,7 @@ def store_run(db: str, key_path: Path, state: TwinState, timepoint_labels: list[
                                      narrative, prompt_text, model_name, bool(existing))
         store.add_many(records, actor=ACTOR, component=COMPONENT)  # one transaction: all or nothing
         embeddings = _embeddings(lesions, timepoints, timepoint_labels, masks, state, appearance or {}, model_name)
-        for lesion in lesions.values():  # a re-run replaces the lesion's vectors, it does not add duplicates
+        for lesion in lesions.values() if existing else ():  # a re-run replaces the lesion's vectors
             store.delete_embeddings(lesion.id, actor=ACTOR)
         if embeddings:
             store.add_embeddings(embeddings, actor=ACTOR, component=COMPONENT)

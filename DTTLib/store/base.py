@@ -157,11 +157,13 @@ class SqlStore:
         with self._tx() as cur:
             cur.execute(self._sql(f"DELETE FROM embeddings WHERE {where}"), tuple(params))
             removed = cur.rowcount
-            cur.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
-                        "WHERE key = 'embeddings_generation'")
-            self._append_audit(cur, actor, "delete_embeddings", "store",
-                               {"lesion_id": lesion_id, "kind": kind, "count": removed}, None)
-        self._after_embeddings_written()
+            if removed > 0:  # a new generation makes every open vector index rebuild: only on change
+                cur.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                            "WHERE key = 'embeddings_generation'")
+                self._append_audit(cur, actor, "delete_embeddings", "store",
+                                   {"lesion_id": lesion_id, "kind": kind, "count": removed}, None)
+        if removed > 0:
+            self._after_embeddings_written()
         return int(removed)
 
     def log(self, action: str, component: str, parameters: dict[str, Any], data: Any = None, *,
