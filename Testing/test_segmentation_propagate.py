@@ -126,7 +126,7 @@ def test_an_unknown_window_is_a_clear_error_naming_the_presets(segmenter):
 
 def test_ct_window_prepares_slices_in_hounsfield_units(segmenter, monkeypatch):
     """With a CT preset the model sees the slice clipped to that HU window, not percentiles."""
-    from DTTLib.segmentation import prepare as module
+    from DTTLib.segmentation import propagate as module
 
     image, _ = _phantom()
     seen: list[tuple[float, float]] = []

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from DTTLib.segmentation.nnunet_model import PREFIX as NNUNET_PREFIX  # light: no torch, no nnunetv2
+
 MODELS = ("litemedsam", "medsam", "threshold")
-NNUNET_PREFIX = "nnunet:"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -16,8 +16,9 @@ from typing import Any
 
 from DTTLib.errors import InputError
 
-#: twin.json schemas this reader understands (``docs/TWIN_JSON.md``).
-READABLE_SCHEMAS = ("dtt-twin/1",)
+#: The twin.json schema ``dtt run`` writes, and those this reader understands (docs/TWIN_JSON.md).
+TWIN_SCHEMA = "dtt-twin/1"
+READABLE_SCHEMAS = (TWIN_SCHEMA,)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from DTTLib import __version__
 from DTTLib.errors import InputError
 from DTTLib.pipeline.cache import StepCache, file_digest
 from DTTLib.pipeline.case import CaseSpec, load_case
+from DTTLib.pipeline.open_output import TWIN_SCHEMA
 
 LOG_NAME = "dtt-run.log"
 OUTPUT_FILES = ("scene.mrb", "twin.json", "measurements.csv", "report.html", "png", "masks", LOG_NAME)
@@ -281,7 +282,7 @@ def _write_outputs(staging: Path, result: RunResult, labels: list[str], segmenta
             writer.writerow([row["lesion"], label, row["day"], row["ld_mm"], row["sa_mm"], row["volume_mm3"],
                              row["role"], seg.box_source if seg else "", row["source"]])
     document = {
-        "schema": "dtt-twin/1",
+        "schema": TWIN_SCHEMA,
         "generated_by": {"dtt": __version__, "python": platform.python_version(), "model": options.model,
                          "narrative_backend": result.narrative["backend"]},
         "case": {"patient": result.case.patient, "timepoints": [

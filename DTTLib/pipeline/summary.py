@@ -61,8 +61,11 @@ def _growth(state: TwinState) -> dict[str, Any] | None:
     series = state.series(SOD)
     if series is None or series.fit is None or not series.selected:
         return None
+    from DTTLib.growth.models import get_model  # noqa: PLC0415
+
     fitted = series.models.get(series.selected, {})
-    parameters = [{"name": name, "value": _r(value, 4), "unit": (fitted.get("units") or {}).get(name, "")}
+    units = {p.name: p.unit.replace("value", series.unit) for p in get_model(series.selected).params}
+    parameters = [{"name": name, "value": _r(value, 4), "unit": units.get(name, "")}
                   for name, value in (fitted.get("params") or {}).items() if value is not None]
     last = len(series.fit.t) - 1
     return {"model": series.selected, "parameters": parameters,

@@ -25,7 +25,7 @@ import contextlib
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +255,9 @@ class NnUNetSegmenter:
         else:
             folder = resolve_model(str(model))
         if self.settings.folds is not None or self.settings.checkpoint_name != folder.checkpoint_name:
-            folder = inspect_model_folder(folder.path, self.settings.folds, self.settings.checkpoint_name,
-                                          folder.model_id)
+            # re-checked for the chosen folds/checkpoint; the catalog's lesion labels stay
+            folder = replace(inspect_model_folder(folder.path, self.settings.folds, self.settings.checkpoint_name,
+                                                  folder.model_id), lesion_labels=folder.lesion_labels)
         self.model = folder
         choice = choose_device(self.settings.device, manager, self.settings.min_free_vram_gb)
         self.device, self.note = choice.device, choice.note

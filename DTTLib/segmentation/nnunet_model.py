@@ -46,12 +46,6 @@ class NnUNetModelFolder:
     def modality(self) -> str:
         return ", ".join(self.channel_names.values())
 
-    def spacing(self, configuration: str) -> list[float] | None:
-        """Target spacing of a configuration in nnU-Net's (z, y, x) order."""
-        plans = _read_json(self.path / "plans.json", self.path)
-        spacing = plans.get("configurations", {}).get(configuration, {}).get("spacing")
-        return [float(s) for s in spacing] if spacing else None
-
 
 def strip_prefix(spec: str) -> str:
     return spec[len(PREFIX):] if spec.lower().startswith(PREFIX) else spec

@@ -23,6 +23,7 @@ from DTTLib.segmentation.onnx_encoder import (
     _openvino,
     cache_dir,
     compile_openvino,
+    export_onnx,
     file_sha256,
     load_cached,
 )
@@ -59,31 +60,10 @@ def _graph_module(net: Any) -> Any:
 
 def export_decoder(net: Any, path: Path) -> Path:
     """Export the box decoder of ``net`` (CPU, eval mode) to ``path`` atomically."""
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-    import warnings  # noqa: PLC0415
-
     import torch  # noqa: PLC0415
 
-    try:
-        import onnx  # noqa: F401, PLC0415
-    except ImportError:
-        raise OnnxUnavailable("exporting the decoder needs the 'onnx' package") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
-    os.close(handle)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(_graph_module(net), (torch.zeros(1, 256, 64, 64), torch.tensor([[[10., 10., 50., 50.]]])),
-                              temporary, dynamo=False, opset_version=OPSET, input_names=list(INPUTS),
-                              output_names=list(OUTPUTS), do_constant_folding=True)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except Exception as error:  # noqa: BLE001 - any exporter failure means: decode in PyTorch
-        Path(temporary).unlink(missing_ok=True)
-        raise OnnxUnavailable(f"ONNX export of the decoder failed: {error}") from error
-    return path
+    return export_onnx(_graph_module(net), (torch.zeros(1, 256, 64, 64), torch.tensor([[[10., 10., 50., 50.]]])),
+                       path, "decoder", input_names=list(INPUTS), output_names=list(OUTPUTS))
 
 
 class OpenVinoDecoder:

@@ -26,7 +26,6 @@ Needs ``openvino`` or ``onnxruntime`` to run and ``onnx`` to export; missing →
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -47,20 +46,16 @@ class OnnxUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("DTT_CACHE_DIR")
-    if base:
-        return Path(base) / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) if xdg else Path.home() / ".cache"
-    return root / "DigitalTwinTumor" / "onnx"
+    """``onnx/`` in the user cache the model manager uses (``DTTLib.models.cache``)."""
+    from DTTLib.models.cache import default_cache_dir  # noqa: PLC0415
+
+    return default_cache_dir() / "onnx"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from DTTLib.models.cache import sha256_file  # noqa: PLC0415
+
+    return sha256_file(Path(path))
 
 
 def encoder_path(checkpoint: str | os.PathLike[str], directory: Path | None = None) -> Path:
@@ -69,33 +64,39 @@ def encoder_path(checkpoint: str | os.PathLike[str], directory: Path | None = No
     return (directory or cache_dir()) / f"litemedsam_encoder_{sha[:16]}_op{OPSET}_v{EXPORT_VERSION}.onnx"
 
 
-def export_encoder(image_encoder: Any, path: Path, size: int = 256) -> Path:
-    """Export ``image_encoder`` (a torch module on the CPU, eval mode) to ``path`` atomically."""
+def export_onnx(module: Any, example: tuple[Any, ...], path: Path, what: str, **options: Any) -> Path:
+    """``torch.onnx.export`` (TorchScript-based, opset :data:`OPSET`) to ``path`` atomically."""
+    import warnings  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
 
     try:
         import onnx  # noqa: F401, PLC0415
     except ImportError:
-        raise OnnxUnavailable("exporting the encoder needs the 'onnx' package") from None
-    import warnings  # noqa: PLC0415
-
+        raise OnnxUnavailable(f"exporting the {what} needs the 'onnx' package") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, size, size)
     handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
     os.close(handle)
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(image_encoder, (dummy,), temporary, dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                              do_constant_folding=True)
+            torch.onnx.export(module, example, temporary, dynamo=False, opset_version=OPSET,
+                              do_constant_folding=True, **options)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except Exception as error:  # noqa: BLE001 - any exporter failure means: use PyTorch
         Path(temporary).unlink(missing_ok=True)
-        raise OnnxUnavailable(f"ONNX export of the encoder failed: {error}") from error
+        raise OnnxUnavailable(f"ONNX export of the {what} failed: {error}") from error
     return path
+
+
+def export_encoder(image_encoder: Any, path: Path, size: int = 256) -> Path:
+    """Export ``image_encoder`` (a torch module on the CPU, eval mode) to ``path`` atomically."""
+    import torch  # noqa: PLC0415
+
+    return export_onnx(image_encoder, (torch.zeros(1, 3, size, size),), path, "encoder",
+                       input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                       dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
 
 
 class OnnxEncoder:
@@ -235,11 +236,3 @@ def load_openvino(image_encoder: Any, checkpoint: str, threads: int,
     _openvino()
     return load_cached(encoder_path(checkpoint, directory), lambda p: OpenVinoEncoder(p, threads),
                        lambda p: export_encoder(image_encoder, p))
-
-
-def onnx_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return True

@@ -62,7 +62,7 @@ from DTTLib.errors import InputError
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.segmentation.backend import BoxPromptSegmenter, SliceEmbedding
 from DTTLib.segmentation.box import VoxelBox, checked_box
-from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, slice_for_model, window_slice
+from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, window_slice, window_slice_fixed
 
 
 @dataclass(frozen=True)
@@ -153,12 +153,9 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
 
     settings = settings or PropagationSettings()
     fixed_window = None
-    if settings.window not in ("slice", "roi"):
-        from DTTLib.imaging.preprocess import load_window_presets, resolve_window  # noqa: PLC0415
+    if settings.window not in ("slice", "roi"):  # a CT preset name; unknown names say which exist
+        from DTTLib.imaging.preprocess import resolve_window  # noqa: PLC0415
 
-        if settings.window not in load_window_presets():
-            raise InputError(f"window '{settings.window}' is not 'slice', 'roi' or a CT preset",
-                             f"use 'slice' (MR) or one of {', '.join(sorted(load_window_presets()))} (CT)")
         fixed_window = resolve_window(settings.window)
     box = checked_box(box, image)
     array = np.asarray(image.array)
@@ -187,7 +184,7 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
 
     def prepared(k: int) -> np.ndarray:
         if fixed_window is not None:
-            return slice_for_model(array[k], settings.window)
+            return window_slice_fixed(array[k], fixed_window.lower, fixed_window.upper)
         if settings.window == "roi":  # window from the ROI rectangle, applied to the whole slice
             return window_slice(array[k], reference=array[k][inplane])
         return window_slice(array[k])

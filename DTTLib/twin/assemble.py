@@ -38,7 +38,11 @@ TOO_SMALL, NOT_EVALUABLE = "too_small", "not_evaluable"
 
 def exposure_of(inputs: TwinInputs) -> Exposure | None:
     """The therapy log as E(t); None (continuous therapy from day 0) when no log is given."""
-    return Exposure.from_log([t.as_tuple() for t in inputs.therapy]) if inputs.therapy else None
+    return exposure_from_log(inputs.therapy)
+
+
+def exposure_from_log(therapy: Sequence[TherapyEntry]) -> Exposure | None:
+    return Exposure.from_log([t.as_tuple() for t in therapy]) if therapy else None
 
 
 def _combine(values: list[LesionMeasurement]) -> tuple[Any, float | None]:
@@ -230,7 +234,7 @@ def whatif_from_state(state: TwinState, models: Sequence[str] | None = None,
         return None
     therapy = [TherapyEntry(float(t["start_day"]), None if t.get("end_day") is None else float(t["end_day"]),
                             float(t.get("level", 1.0)), str(t.get("name", "therapy"))) for t in state.therapy]
-    ex = Exposure.from_log([t.as_tuple() for t in therapy]) if therapy else None
+    ex = exposure_from_log(therapy)
     opts = FitOptions(unit=sod.unit)
     chosen = tuple(models or sod.models or DEFAULT_MODELS)
     fit = fit_series(clean_series(SOD_SERIES, sod.t, sod.y, sod.unit), chosen, opts, ex)
