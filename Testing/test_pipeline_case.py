@@ -109,7 +109,7 @@ def test_scan_modality_prefers_case_json_then_the_dicom_tag(tmp_path):
 
 def test_carry_pairs_are_the_registrations_the_carry_overs_use(tmp_path):
     """The background registrations must be exactly the pairs the segmentation loop asks for."""
-    from DTTLib.pipeline.segment_step import carry_pairs  # noqa: PLC0415
+    from DTTLib.pipeline.segment_step import carry_pairs, carry_plan  # noqa: PLC0415
 
     for name in ("c.nrrd", "d.nrrd"):
         (tmp_path / name).write_bytes(b"z")
@@ -119,4 +119,4 @@ def test_carry_pairs_are_the_registrations_the_carry_overs_use(tmp_path):
         {"id": "L2", "box": {"timepoint": "t2", "ijk": [1, 2, 3, 4, 5, 3]}}]))
     # L1 walks forward from t0; L2 starts at t2, goes to t1 and t3 (nearest first, earlier on
     # ties), then t0 from t1
-    assert carry_pairs(case) == [("t0", "t1"), ("t1", "t2"), ("t2", "t3"), ("t2", "t1"), ("t1", "t0")]
+    assert carry_pairs(carry_plan(case)) == [("t0", "t1"), ("t1", "t2"), ("t2", "t3"), ("t2", "t1"), ("t1", "t0")]

@@ -200,6 +200,7 @@ def test_rerun_reuses_the_cache_and_a_failed_run_keeps_the_outputs(phantom_run):
     case, out, first = phantom_run
     second = run_case(case.case_dir, out)
     assert second.cache_misses == 0 and second.cache_hits >= 18
+    assert "load model" in first.timings and "load model" not in second.timings  # nothing to segment
     assert second.twin.lesion_table == first.twin.lesion_table
     before = {name: (out / name).read_bytes() for name in ("report.html", "twin.json", "measurements.csv", "scene.mrb")}
     original = (case.case_dir / "case.json").read_text()

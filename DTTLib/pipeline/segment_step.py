@@ -68,7 +68,6 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     results: dict[tuple[str, str], LesionSegmentation] = {}
-    order = [t.timepoint_id for t in case.timepoints]
     registrations: dict[tuple[str, str], Any] = {}
 
     def registration(key: tuple[str, str]) -> Any:
@@ -82,11 +81,27 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
     # Registration runs on one thread (bit-repeatable) and SimpleITK releases the GIL, so the
     # pairs the carry-overs will need are registered in the background while the encoder
     # works on the given boxes; results are identical to registering in the loop.
+    plan = carry_plan(case)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtt-register") as pool:
-        pending = {key: pool.submit(registration, key) for key in carry_pairs(case)}
+        pending = {pair: pool.submit(registration, pair) for pair in carry_pairs(plan)}
         try:
-            _segment_all(case, images, image_digests, segmenter, cache, progress, results, order,
-                         registrations, pending, registration)
+            for lesion, timepoint_id, reference in plan:
+                image = images[timepoint_id]
+                if reference is None:
+                    prompt = next(p for p in lesion.boxes if p.timepoint_id == timepoint_id)
+                    box, source = box_from_prompt(prompt, image), "given"
+                else:
+                    registrations[(reference, timepoint_id)] = pending[(reference, timepoint_id)].result()
+                    box = carried_box(results[(lesion.lesion_id, reference)], images[reference], image,
+                                      registrations[(reference, timepoint_id)])
+                    source = f"carried from {reference} (registration)"
+                progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
+                window = segmentation_window(scan_modality(case, timepoint_id, image), lesion.organ)
+                results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
+                    "segment",
+                    {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
+                     "window": window, "model": getattr(segmenter, "name", type(segmenter).__name__)},
+                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window))
         except BaseException:
             for future in pending.values():  # a failed run should not wait for unneeded registrations
                 future.cancel()
@@ -94,47 +109,23 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
     return results, registrations
 
 
-def carry_pairs(case: CaseSpec) -> list[tuple[str, str]]:
-    """(reference, timepoint) registrations the carry-overs will need, in the order needed."""
+def carry_plan(case: CaseSpec) -> list[tuple[LesionSpec, str, str | None]]:
+    """(lesion, timepoint, reference) in segmentation order; reference None = a given box,
+    else the nearest timepoint already segmented, whose lesion box is carried over."""
     order = [t.timepoint_id for t in case.timepoints]
-    pairs: list[tuple[str, str]] = []
-    for lesion in case.lesions:
-        given = {prompt.timepoint_id for prompt in lesion.boxes}
-        done = set(given)
-        for timepoint_id in _visit_order(order, {t: None for t in given}):  # type: ignore[misc]
-            if timepoint_id in given:
-                continue
-            pair = (_nearest_done(order, timepoint_id, done), timepoint_id)
-            if pair not in pairs:
-                pairs.append(pair)
-            done.add(timepoint_id)
-    return pairs
-
-
-def _segment_all(case: CaseSpec, images: dict[str, ImageVolume], image_digests: dict[str, str], segmenter: Any,
-                 cache: StepCache, progress: Progress, results: dict, order: list[str], registrations: dict,
-                 pending: dict, registration: Callable[[tuple[str, str]], Any]) -> None:
+    plan: list[tuple[LesionSpec, str, str | None]] = []
     for lesion in case.lesions:
         given = {prompt.timepoint_id: prompt for prompt in lesion.boxes}
+        done: set[str] = set()
         for timepoint_id in _visit_order(order, given):
-            image = images[timepoint_id]
-            if timepoint_id in given:
-                box, source = box_from_prompt(given[timepoint_id], image), "given"
-            else:
-                reference = _nearest_done(order, timepoint_id, {t for (l, t) in results if l == lesion.lesion_id})
-                previous = results[(lesion.lesion_id, reference)]
-                key = (reference, timepoint_id)
-                if key not in registrations:
-                    registrations[key] = pending[key].result() if key in pending else registration(key)
-                box = carried_box(previous, images[reference], image, registrations[key])
-                source = f"carried from {reference} (registration)"
-            progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
-            window = segmentation_window(scan_modality(case, timepoint_id, image), lesion.organ)
-            results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
-                "segment",
-                {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
-                 "window": window, "model": getattr(segmenter, "name", type(segmenter).__name__)},
-                lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window))
+            plan.append((lesion, timepoint_id, None if timepoint_id in given else _nearest_done(order, timepoint_id, done)))
+            done.add(timepoint_id)
+    return plan
+
+
+def carry_pairs(plan: list[tuple[LesionSpec, str, str | None]]) -> list[tuple[str, str]]:
+    """The (reference, timepoint) registrations a plan needs, once each, in the order needed."""
+    return list(dict.fromkeys((reference, timepoint_id) for _, timepoint_id, reference in plan if reference))
 
 
 def scan_modality(case: CaseSpec, timepoint_id: str, image: ImageVolume) -> str:
