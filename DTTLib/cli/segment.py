@@ -248,8 +248,7 @@ def _window(args: argparse.Namespace, image: Any) -> str:
     from DTTLib.imaging.preprocess import load_window_presets, segmentation_window  # noqa: PLC0415
 
     if args.window == "auto":
-        modality = str(image.metadata.get("dicom", {}).get("Modality", "") or "")
-        return segmentation_window(modality, args.organ)
+        return segmentation_window(image.modality, args.organ)
     if args.window != "slice" and args.window not in load_window_presets():
         raise InputError(f"--window '{args.window}' is not auto, slice or a CT preset",
                          f"use one of auto, slice, {', '.join(sorted(load_window_presets()))}")

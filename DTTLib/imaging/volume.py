@@ -97,6 +97,11 @@ class ImageVolume:
         """Same geometry, new voxels (e.g. a mask or a normalised copy)."""
         return replace(self, array=array, metadata=dict(self.metadata), **changes)
 
+    @property
+    def modality(self) -> str:
+        """The DICOM modality ("CT", "MR", …) when the source recorded one, else ""."""
+        return str(self.metadata.get("dicom", {}).get("Modality", "") or "").upper()
+
     def same_grid(self, other: ImageVolume, tolerance: float = 1e-4) -> bool:
         """True when both images sample the same voxel grid."""
         return (self.array.shape == other.array.shape

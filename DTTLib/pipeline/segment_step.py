@@ -131,7 +131,7 @@ def carry_pairs(plan: list[tuple[LesionSpec, str, str | None]]) -> list[tuple[st
 def scan_modality(case: CaseSpec, timepoint_id: str, image: ImageVolume) -> str:
     """The timepoint's modality as case.json states it, else the case's, else the DICOM tag."""
     stated = case.timepoint(timepoint_id).modality or case.modality
-    return stated or str(image.metadata.get("dicom", {}).get("Modality", "") or "")
+    return stated or image.modality
 
 
 def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,

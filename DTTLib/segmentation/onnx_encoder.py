@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +54,14 @@ def cache_dir() -> Path:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a checkpoint; remembered per (path, size, mtime): loading one segmenter asks
+    for it once per runtime tried and per exported graph."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - size and mtime key the cache
     from DTTLib.models.cache import sha256_file  # noqa: PLC0415
 
     return sha256_file(Path(path))

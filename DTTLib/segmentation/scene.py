@@ -42,8 +42,7 @@ def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
     from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
     from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
 
-    modality = str(getattr(image, "metadata", {}).get("dicom", {}).get("Modality", "") or "")
-    window = segmentation_window(modality, organ)
+    window = segmentation_window(image.modality, organ)
     if mode == "slice":
         k = (box.k0 + box.k1) // 2
         box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
