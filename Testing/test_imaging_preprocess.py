@@ -369,6 +369,19 @@ def test_segmentation_window_follows_the_data_file(tmp_path):
         segmentation_window("CT", "liver", rules)
 
 
+def test_edge_refinement_follows_the_data_file(tmp_path):
+    from DTTLib.imaging.preprocess import segmentation_edge_refinement  # noqa: PLC0415
+
+    # shipped: on for CT (HU against homogeneous parenchyma), off for MR and unknown modalities
+    assert segmentation_edge_refinement("CT") and segmentation_edge_refinement("ct")
+    assert not segmentation_edge_refinement("MR") and not segmentation_edge_refinement("")
+    rules = tmp_path / "edges.json"
+    rules.write_text(json.dumps({"presets": [], "segmentation": {
+        "CT": {"default": "slice", "refine_edges": False}, "PT": {"default": "slice"}, "refine_edges": True}}))
+    assert not segmentation_edge_refinement("CT", rules)
+    assert segmentation_edge_refinement("PT", rules) and segmentation_edge_refinement("MR", rules)
+
+
 def test_fixed_window_slice_matches_the_hand_formula():
     from DTTLib.segmentation.prepare import window_slice_fixed  # noqa: PLC0415
 

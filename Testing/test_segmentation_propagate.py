@@ -134,3 +134,62 @@ def test_ct_window_prepares_slices_in_hounsfield_units(segmenter, monkeypatch):
     monkeypatch.setattr(module, "window_slice_fixed", lambda s, lo, hi: seen.append((lo, hi)) or real(s, lo, hi))
     propagate_box(image, VoxelBox(34, 38, 8, 62, 58, 8), segmenter, PropagationSettings(window="soft_tissue"))
     assert seen and set(seen) == {(-160.0, 240.0)}
+
+
+def _blurred_disk(radius: float, contrast: float, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One 64×64 slice: a disk ``contrast`` above a flat background, blurred like a CT point
+    spread (σ 1.2 px) and noisy; returns (values, the disk)."""
+    from scipy import ndimage
+
+    j, i = np.indices((64, 64))
+    disk = (i - 31.5) ** 2 + (j - 30.5) ** 2 <= radius ** 2
+    values = ndimage.gaussian_filter(np.where(disk, 60.0 + contrast, 60.0), 1.2)
+    return values + np.random.default_rng(seed).normal(0, noise, values.shape), disk
+
+
+@pytest.mark.parametrize("drawn_radius", [14.0, 10.5])
+def test_edges_move_to_the_half_maximum_of_a_blurred_lesion(drawn_radius):
+    from DTTLib.segmentation.propagate import refine_edges
+
+    errors = []
+    for seed in range(3):  # three noise draws: a hypodense lesion 3.75 noise SDs below its surroundings
+        values, disk = _blurred_disk(12.0, contrast=-45.0, noise=12.0, seed=seed)
+        j, i = np.indices(disk.shape)
+        drawn = (i - 31.5) ** 2 + (j - 30.5) ** 2 <= drawn_radius ** 2  # the model's outline, 2 px off
+        mask = drawn[None].astype(np.uint8).copy()
+        assert refine_edges(mask, values[None], band=3) == [0]
+        area = mask[0].sum()
+        assert 2 * (mask[0].astype(bool) & disk).sum() / (area + disk.sum()) > 0.95
+        errors.append(area / disk.sum() - 1)
+    # the drawn outline was +36 % / −23 % off; the half-maximum edge is within a few per cent
+    assert max(abs(e) for e in errors) < 0.08 and abs(float(np.mean(errors))) < 0.05, errors
+
+
+def test_edges_stay_where_the_lesion_does_not_stand_out():
+    from DTTLib.segmentation.propagate import edge_threshold, refine_edges
+
+    values, disk = _blurred_disk(12.0, contrast=15.0, noise=12.0)  # 1.25 noise SDs: no clear edge
+    j, i = np.indices(disk.shape)
+    mask = (((i - 31.5) ** 2 + (j - 30.5) ** 2 <= 14.0 ** 2)[None]).astype(np.uint8)
+    before = mask.copy()
+    assert edge_threshold(values, mask[0] > 0) is None
+    assert refine_edges(mask, values[None]) == [] and np.array_equal(mask, before)
+
+
+def test_edge_refinement_sharpens_the_propagated_lesion_and_is_traced(segmenter):
+    image, lesion = _phantom()
+    jj, ii = np.nonzero(lesion[CENTER[2]])
+    box = VoxelBox(int(ii.min()), int(jj.min()), CENTER[2], int(ii.max()), int(jj.max()), CENTER[2])
+
+    def dice(result):
+        mask = result.mask > 0
+        return 2 * (mask & lesion).sum() / (mask.sum() + lesion.sum())
+
+    plain = propagate_box(image, box, segmenter)
+    refined = propagate_box(image, box, segmenter, PropagationSettings(refine_edges=True))
+    assert refined.slices == plain.slices
+    assert dice(refined) > max(dice(plain), 0.98)
+    volume_error = abs((refined.mask > 0).sum() / lesion.sum() - 1)
+    assert volume_error < 0.03
+    assert all("edges" in d.refits for d in refined.decisions if d.accepted)
+    assert not any("edges" in d.refits for d in plain.decisions)

@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "scan's DICOM modality and --organ), slice (percentiles) or a CT preset name "
                              "(soft_tissue, liver, lung, bone, brain)")
     parser.add_argument("--organ", default="", help="the lesion's organ, for --window auto")
+    parser.add_argument("--refine-edges", choices=("auto", "on", "off"), default="auto",
+                        help="move the model's outline to the lesion's intensity edge at full resolution: "
+                             "auto (window_presets.json: on for CT, off for MR), on or off")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", help="write the mask here (.nii.gz, .nii, .nrrd or .seg.nrrd)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -255,6 +258,12 @@ def _window(args: argparse.Namespace, image: Any) -> str:
     return args.window
 
 
+def _refine_edges(args: argparse.Namespace, image: Any) -> bool:
+    from DTTLib.imaging.preprocess import segmentation_edge_refinement  # noqa: PLC0415
+
+    return segmentation_edge_refinement(image.modality) if args.refine_edges == "auto" else args.refine_edges == "on"
+
+
 def run_nnunet(args: argparse.Namespace, image: Any, started: float, timings: dict[str, Any]) -> int:
     """Whole-scan nnU-Net: proposals with measurements (printed or JSON), mask and probabilities."""
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
@@ -326,6 +335,7 @@ def run(args: argparse.Namespace) -> int:
         return run_nnunet(args, image, started, {"read_s": time.perf_counter() - started})
     box = _box(args, image)
     window = _window(args, image)
+    edges = _refine_edges(args, image)
     timings: dict[str, Any] = {"read_s": time.perf_counter() - started}
     device = "cpu"
     if args.model == "threshold":
@@ -345,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
         device = str(segmenter.device)
         timings["load_model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = propagate_box(image, box, segmenter, PropagationSettings(window=window))
+        result = propagate_box(image, box, segmenter, PropagationSettings(window=window, refine_edges=edges))
         mask = result.mask
         timings["segment_s"] = time.perf_counter() - t0
         timings["slices_encoded"] = len(result.encode_s)
@@ -362,6 +372,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model,
         "device": device,
         "window": window if args.model != "threshold" else None,
+        "refine_edges": edges if args.model != "threshold" else None,
     })
     if args.out:
         t0 = time.perf_counter()

@@ -191,6 +191,15 @@ def segmentation_window(modality: str, organ: str = "", path: str | Path | None 
     return window
 
 
+def segmentation_edge_refinement(modality: str, path: str | Path | None = None) -> bool:
+    """Whether the model's outline is moved to the lesion's intensity edge for this modality
+    (``refine_edges`` in the "segmentation" section of ``window_presets.json``; off by default)."""
+    rules = _segmentation_rules(str(path or WINDOW_PRESETS_FILE))
+    by_modality = rules.get((modality or "").upper())
+    value = by_modality.get("refine_edges") if isinstance(by_modality, dict) else None
+    return bool(rules.get("refine_edges", False) if value is None else value)
+
+
 def resolve_window(window: str | WindowPreset | tuple[float, float]) -> WindowPreset:
     """A preset name, a preset or (level, width) → a checked :class:`WindowPreset`."""
     if isinstance(window, WindowPreset):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from DTTLib.errors import InputError
-from DTTLib.imaging.preprocess import segmentation_window
+from DTTLib.imaging.preprocess import segmentation_edge_refinement, segmentation_window
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.pipeline.cache import StepCache
 from DTTLib.pipeline.case import BoxPrompt, CaseSpec, LesionSpec
@@ -27,7 +27,7 @@ from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
 CARRY_MARGIN_FRACTION = 0.15
 CARRY_MARGIN_MM = (1.0, 3.0)
 #: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window).
-STEP_VERSION = 3
+STEP_VERSION = 4
 #: Bump when registration changes (v2: a runaway affine stage falls back to the rigid one).
 REGISTRATION_VERSION = 2
 
@@ -96,12 +96,15 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                                       registrations[(reference, timepoint_id)])
                     source = f"carried from {reference} (registration)"
                 progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
-                window = segmentation_window(scan_modality(case, timepoint_id, image), lesion.organ)
+                modality = scan_modality(case, timepoint_id, image)
+                window = segmentation_window(modality, lesion.organ)
+                edges = segmentation_edge_refinement(modality)
                 results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
                     "segment",
                     {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
-                     "window": window, "model": getattr(segmenter, "name", type(segmenter).__name__)},
-                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window))
+                     "window": window, "refine_edges": edges,
+                     "model": getattr(segmenter, "name", type(segmenter).__name__)},
+                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window, edges))
         except BaseException:
             for future in pending.values():  # a failed run should not wait for unneeded registrations
                 future.cancel()
@@ -159,13 +162,13 @@ def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: Im
 
 
 def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box: VoxelBox, source: str,
-                 segmenter: Any, window: str = "slice") -> LesionSegmentation:
+                 segmenter: Any, window: str = "slice", refine_edges: bool = False) -> LesionSegmentation:
     import time  # noqa: PLC0415
 
     from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
 
     started = time.perf_counter()
-    result = propagate_box(image, box, segmenter, PropagationSettings(window=window))
+    result = propagate_box(image, box, segmenter, PropagationSettings(window=window, refine_edges=refine_edges))
     mask = result.mask.astype(np.uint8)
     found = bool(mask.any())
     appearance = _appearance(image, mask, segmenter, window) if found else None

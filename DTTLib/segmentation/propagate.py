@@ -39,7 +39,16 @@ image and the model agree that it continues the seed lesion:
    degenerate masks);
 5. a minimum area (``min_area_px``).
 
-The first rejected slice ends propagation in that direction. Afterwards: the 3-D connected
+The first rejected slice ends propagation in that direction.
+
+**Edges at full resolution** (``refine_edges``; on for CT, off for MR by the rules in
+``window_presets.json``): the model decodes at 256 px, so its outline is quantised to 1–2
+pixels of a 512-px slice, and on a lesion's end slices its mask often covers the previous
+slice's larger section. When the seed lesion stands out from a ring around it by
+``edge_min_contrast`` noise SDs, every propagated mask is cut to the seed's lesion side of the
+midpoint threshold (grown by at most ~1.5 model pixels) *before* it is judged, and afterwards
+each slice is fitted once more to its own midpoint (:func:`refine_edges`). Recorded as
+"edges" in ``refits``. Afterwards: the 3-D connected
 component containing the seed is kept, holes are filled per slice and a light closing /
 opening (3×3 cross, opening skipped on slices it would empty) smooths the outline; the
 result is clipped to the ROI rectangle and slab.
@@ -85,6 +94,11 @@ class PropagationSettings:
     refine: int = 2           # re-prompts per slice with the fitted box (decoder only)
     grow_fraction: float = 0.0  # a side the mask reaches moves out by this × the box side
     batch: int | None = None  # slices encoded together; None: 1 on CPU, 4 on GPU
+    #: Move the outline to the lesion's own intensity edge at full resolution (see
+    #: :func:`refine_edges`); on for CT by ``window_presets.json``, off for MR.
+    refine_edges: bool = False
+    edge_min_contrast: float = 2.0  # lesion–surroundings difference in pooled noise SDs
+    edge_max_change: float = 0.5    # a refit changing a slice's area more than this is dropped
 
 
 @dataclass
@@ -231,6 +245,8 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
                          "draw the box tightly around the lesion on the slice where it is largest")
     stats = _seed_stats(array[seed].astype(np.float64), seed_mask, ndimage)
     stats = _SeedStats(stats.median, stats.iqr, stats.contrast, region_feature(embeddings[seed], seed_mask))
+    band = max(2, round(1.5 * max(nj, ni) / LITEMEDSAM_SIZE))  # ≈ 1.5 model pixels at full resolution
+    edge = edge_threshold(array[seed], seed_mask, settings.edge_min_contrast, band) if settings.refine_edges else None
     result.mask[seed] = seed_mask
     result.decisions.append(SliceDecision(seed, True, "seed", seed_score, int(seed_mask.sum()),
                                           prompt=seed_prompt, refits=",".join(seed_fits)))
@@ -255,6 +271,11 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
                 fits.append(change)
                 prompt = refined
                 mask, score = decode(k, prompt, step)
+            if edge is not None:  # the seed's own edge threshold, before the slice is judged
+                fitted = fit_to_edge(mask, array[k], edge, band) & inplane
+                if not np.array_equal(fitted, mask):
+                    fits.append("edges")
+                    mask = fitted
             done += 1
             report()
             decision = _judge(k, mask, score, previous, array[k].astype(np.float64), stats, settings,
@@ -272,6 +293,14 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
             break
 
     result.mask = _postprocess(result.mask, seed, seed_mask, roi, ndimage)
+    if settings.refine_edges:
+        for k in refine_edges(result.mask, array, band, settings.edge_min_contrast, settings.edge_max_change):
+            decision = next((d for d in result.decisions if d.k == k), None)
+            if decision is not None and "edges" not in decision.refits:
+                decision.refits = ",".join(filter(None, (decision.refits, "edges")))
+        outside = np.ones(result.mask.shape, dtype=bool)
+        outside[roi.slices()] = False
+        result.mask[outside] = 0  # the band may reach past the ROI rectangle
     result.decisions.sort(key=lambda d: d.k)
     done = total
     report()
@@ -402,6 +431,92 @@ def _postprocess(mask: np.ndarray, seed: int, seed_mask: np.ndarray, roi: VoxelB
         if clipped[k].any():
             clipped[k] = ndimage.binary_fill_holes(clipped[k])
     return clipped.astype(np.uint8)
+
+
+def refine_edges(mask: np.ndarray, array: np.ndarray, band: int = 2, min_contrast: float = 2.0,
+                 max_change: float = 0.5) -> list[int]:
+    """Move each slice's outline to the lesion's own intensity edge, in place; returns the slices changed.
+
+    The model decodes at 256 px, so on a 512-px CT slice its outline is quantised to 2 pixels —
+    a 7 mm node gains or loses a third of its volume that way. Where the lesion stands out
+    from its surroundings (:func:`edge_threshold`), the slice's mask becomes the lesion-side
+    pixels of the mask grown by ``band`` (:func:`fit_to_edge`) — the half-maximum rule of
+    threshold CT volumetry, which also puts a blurred edge where the step was. The result keeps
+    only components touching the mask's interior and is dropped if the area changes by more
+    than ``max_change``. Heterogeneous lesions (tumours with necrosis or oedema inside the
+    expert outline, as on the brain MR pair) are cut by it, so the modality rules keep it off
+    for MR (``window_presets.json``).
+    """
+    from scipy import ndimage  # noqa: PLC0415
+
+    changed = []
+    for k in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]:
+        current = mask[k] > 0
+        edge = edge_threshold(array[k], current, min_contrast, band)
+        if edge is None:
+            continue
+        fitted = fit_to_edge(current, array[k], edge, band)
+        labels, _count = ndimage.label(fitted)
+        keep = np.unique(labels[_interior(current) & fitted])
+        refined = np.isin(labels, keep[keep > 0])
+        if not refined.any() or abs(refined.sum() / current.sum() - 1) > max_change or np.array_equal(refined, current):
+            continue
+        mask[k] = refined
+        changed.append(int(k))
+    return changed
+
+
+def edge_threshold(values: np.ndarray, mask: np.ndarray, min_contrast: float = 2.0,
+                   band: int = 2) -> tuple[float, float] | None:
+    """(midpoint, sign) between the median inside ``mask`` (its interior) and in a 3-pixel ring
+    ``band`` pixels outside it, or None when the two differ by less than ``min_contrast`` pooled robust noise SDs."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    values = np.asarray(values, dtype=np.float64)
+    interior = _interior(mask)
+    # the ring starts ``band`` pixels out: a mask drawn up to that much too small must not
+    # count the lesion's own edge as its surroundings
+    outside_by = _distance_outside(mask)
+    ring = (outside_by > band) & (outside_by <= band + 3)
+    if not interior.any() or not ring.any():
+        return None
+    inside, outside = values[interior], values[ring]
+    median_in, median_out = float(np.median(inside)), float(np.median(outside))
+    noise = math.sqrt(0.5 * (_robust_sd(inside) ** 2 + _robust_sd(outside) ** 2))
+    if abs(median_in - median_out) < min_contrast * max(noise, 1e-6 * max(abs(median_in), 1.0)):
+        return None
+    return 0.5 * (median_in + median_out), float(np.sign(median_in - median_out))
+
+
+def fit_to_edge(mask: np.ndarray, values: np.ndarray, edge: tuple[float, float], band: int) -> np.ndarray:
+    """The pixels of ``mask`` grown by ``band`` on the lesion's side of ``edge`` (lightly
+    smoothed, holes filled); ``mask`` itself when fewer than 4 pixels remain."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    if not mask.any():
+        return mask
+    threshold, sign = edge
+    lesion_side = (ndimage.gaussian_filter(np.asarray(values, dtype=np.float64), 0.7) - threshold) * sign > 0
+    fitted = ndimage.binary_fill_holes((_distance_outside(mask) <= band) & lesion_side)
+    return fitted if fitted.sum() >= 4 else mask
+
+
+def _distance_outside(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance in pixels from ``mask`` (0 inside): bands that are round, not diamonds."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    return ndimage.distance_transform_edt(~mask.astype(bool))
+
+
+def _interior(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage  # noqa: PLC0415
+
+    interior = ndimage.binary_erosion(mask)
+    return interior if interior.sum() >= 4 else mask.astype(bool)
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
 
 
 def region_feature(embedding: SliceEmbedding, mask: np.ndarray) -> np.ndarray | None:

@@ -36,20 +36,21 @@ def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
                    should_cancel: Callable[[], bool] | None = None, organ: str = "") -> ComputedLesion:
     """``mode`` "slice": only the box's middle slice; "3d": propagate (see propagate.py).
 
-    Slices are windowed by the rules for the scan's modality (``image.metadata["dicom"]
+    Slices are windowed (and outlines moved to the intensity edge) by the rules for the scan's modality (``image.metadata["dicom"]
     ["Modality"]``, set from the volume node) and the lesion's organ (window_presets.json)."""
-    from DTTLib.imaging.preprocess import segmentation_window  # noqa: PLC0415
+    from DTTLib.imaging.preprocess import segmentation_edge_refinement, segmentation_window  # noqa: PLC0415
     from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
     from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
 
     window = segmentation_window(image.modality, organ)
+    edges = segmentation_edge_refinement(image.modality)
     if mode == "slice":
         k = (box.k0 + box.k1) // 2
         box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
-        result = propagate_box(image, box, segmenter, PropagationSettings(slab_extent=0.0, window=window),
+        result = propagate_box(image, box, segmenter, PropagationSettings(slab_extent=0.0, window=window, refine_edges=edges),
                                progress, should_cancel)
     else:
-        result = propagate_box(image, box, segmenter, PropagationSettings(window=window), progress=progress,
+        result = propagate_box(image, box, segmenter, PropagationSettings(window=window, refine_edges=edges), progress=progress,
                                should_cancel=should_cancel)
     return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device))
 
