@@ -117,6 +117,10 @@ def test_carry_pairs_are_the_registrations_the_carry_overs_use(tmp_path):
     case = load_case(write_case(tmp_path, timepoints=timepoints, lesions=[
         {"id": "L1", "box": {"timepoint": "t0", "ijk": [1, 2, 3, 4, 5, 3]}},
         {"id": "L2", "box": {"timepoint": "t2", "ijk": [1, 2, 3, 4, 5, 3]}}]))
-    # L1 walks forward from t0; L2 starts at t2, goes to t1 and t3 (nearest first, earlier on
-    # ties), then t0 from t1
-    assert carry_pairs(carry_plan(case)) == [("t0", "t1"), ("t1", "t2"), ("t2", "t3"), ("t2", "t1"), ("t1", "t0")]
+    # L1 walks forward from t0; L2 starts at t2, then the nearest not yet done (earlier on
+    # ties): t1 from t2, t0 from t1, t3 from t2; the walks are interleaved step by step
+    plan = carry_plan(case)
+    assert [(lesion.lesion_id, t, ref) for lesion, t, ref in plan] == [
+        ("L1", "t0", None), ("L2", "t2", None), ("L1", "t1", "t0"), ("L2", "t1", "t2"),
+        ("L1", "t2", "t1"), ("L2", "t0", "t1"), ("L1", "t3", "t2"), ("L2", "t3", "t2")]
+    assert carry_pairs(plan) == [("t0", "t1"), ("t2", "t1"), ("t1", "t2"), ("t1", "t0"), ("t2", "t3")]

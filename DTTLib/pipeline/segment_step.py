@@ -29,7 +29,7 @@ CARRY_MARGIN_MM = (1.0, 3.0)
 #: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window).
 STEP_VERSION = 4
 #: Bump when registration changes (v2: a runaway affine stage falls back to the rigid one).
-REGISTRATION_VERSION = 2
+REGISTRATION_VERSION = 3
 
 
 @dataclass
@@ -114,16 +114,23 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
 
 def carry_plan(case: CaseSpec) -> list[tuple[LesionSpec, str, str | None]]:
     """(lesion, timepoint, reference) in segmentation order; reference None = a given box,
-    else the nearest timepoint already segmented, whose lesion box is carried over."""
+    else the nearest timepoint already segmented, whose lesion box is carried over.
+
+    Each lesion walks outwards from its given boxes; the walks are interleaved step by step, so
+    (with boxes at baseline) every lesion is segmented on one scan before the next scan. Lesions
+    on one scan share slices, and the encoder's slice cache only holds the recent ones: on the
+    phantom this order encodes 95 slices where lesion by lesion encoded 139."""
     order = [t.timepoint_id for t in case.timepoints]
-    plan: list[tuple[LesionSpec, str, str | None]] = []
+    walks: list[list[tuple[LesionSpec, str, str | None]]] = []
     for lesion in case.lesions:
         given = {prompt.timepoint_id: prompt for prompt in lesion.boxes}
         done: set[str] = set()
+        walk = []
         for timepoint_id in _visit_order(order, given):
-            plan.append((lesion, timepoint_id, None if timepoint_id in given else _nearest_done(order, timepoint_id, done)))
+            walk.append((lesion, timepoint_id, None if timepoint_id in given else _nearest_done(order, timepoint_id, done)))
             done.add(timepoint_id)
-    return plan
+        walks.append(walk)
+    return [walk[step] for step in range(max((len(w) for w in walks), default=0)) for walk in walks if step < len(walk)]
 
 
 def carry_pairs(plan: list[tuple[LesionSpec, str, str | None]]) -> list[tuple[str, str]]:

@@ -48,7 +48,9 @@ slice's larger section. When the seed lesion stands out from a ring around it by
 ``edge_min_contrast`` noise SDs, every propagated mask is cut to the seed's lesion side of the
 midpoint threshold (grown by at most ~1.5 model pixels) *before* it is judged, and afterwards
 each slice is fitted once more to its own midpoint (:func:`refine_edges`). Recorded as
-"edges" in ``refits``. Afterwards: the 3-D connected
+"edges" in ``refits``. With an edge known, a slice with (almost) no lesion-side pixels near the
+previous mask ends propagation before it is encoded — whatever the model drew there would be
+cut away — which spares the encoder the slices just past each end. Afterwards: the 3-D connected
 component containing the seed is kept, holes are filled per slice and a light closing /
 opening (3×3 cross, opening skipped on slices it would empty) smooths the outline; the
 result is clipped to the ROI rectangle and slab.
@@ -257,6 +259,14 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
         while roi.k0 <= k <= roi.k1:
             if should_cancel is not None and should_cancel():
                 result.cancelled = True
+                break
+            if edge is not None and not _lesion_side_under(previous, array[k], edge, band, settings.min_area_px):
+                # nothing on this slice lies on the lesion's side of the seed's edge near the
+                # previous mask, so any mask the model drew would be cut away: stop unencoded
+                result.decisions.append(SliceDecision(k, False, "no lesion-like intensity under the previous "
+                                                      "slice's mask (not encoded)"))
+                done += 1
+                report()
                 break
             prompt = _prompt_box(previous, margin, roi)
             mask, score = decode(k, prompt, step)
@@ -506,6 +516,15 @@ def _distance_outside(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage  # noqa: PLC0415
 
     return ndimage.distance_transform_edt(~mask.astype(bool))
+
+
+def _lesion_side_under(previous: np.ndarray, values: np.ndarray, edge: tuple[float, float], band: int,
+                       min_area: int) -> bool:
+    """Whether a slice has lesion-side pixels (by ``edge``) within ``band`` of the previous
+    slice's mask — at least ``min_area`` and a tenth of that mask."""
+    near = fit_to_edge(previous, values, edge, band)
+    count = int(near.sum()) if near is not previous else 0
+    return count >= max(min_area, 0.1 * int(previous.sum()))
 
 
 def _interior(mask: np.ndarray) -> np.ndarray:

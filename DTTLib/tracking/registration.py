@@ -37,6 +37,7 @@ class RegistrationOptions:
     smoothing_sigmas_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
     iterations: int = 200
     learning_rate: float = 1.0
+    min_step: float = 1e-3  # optimizer stops when its step (mm, physical-shift scales) falls below this
     max_voxels: int = 600_000  # larger scans are block-averaged in-plane first (speed, not accuracy)
     seed: int = 0
     threads: int = 1
@@ -190,7 +191,7 @@ def _method(opts: RegistrationOptions) -> sitk.ImageRegistrationMethod:
     reg.SetMetricSamplingPercentage(opts.sampling_fraction, opts.seed + 1)  # SimpleITK seed 0 = wall clock
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=opts.learning_rate, minStep=1e-4, numberOfIterations=opts.iterations,
+        learningRate=opts.learning_rate, minStep=opts.min_step, numberOfIterations=opts.iterations,
         relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
     reg.SetNumberOfThreads(opts.threads)
     return reg
