@@ -67,3 +67,35 @@ def test_rendering_leaves_no_view_nodes_behind_and_rejects_bad_requests(brain_sc
     assert volume.GetScene().GetNumberOfNodesByClass("vtkMRMLSliceNode") == before
     with pytest.raises(InputError, match="orientation"):
         render_slice_rgb(SliceView(volume, centre, orientation="Oblique"))
+
+
+def test_one_renderer_for_many_pictures_draws_what_single_renders_draw(mrml, brain_scene, brain_pair):
+    """The report renders every lesion picture through one view: each must equal the picture
+    drawn on its own — across volumes, centres, fields of view and visibility changes."""
+    from DTTLib.mrml.render import SliceRenderer
+
+    image, label, volume, segmentation, k, centre = brain_scene
+    other = add_volume_node(read_image(brain_pair["brain2_image"]), "brain2")
+    shifted = tuple(np.array(centre) + (15.0, -10.0, 0.0))
+    views = [SliceView(volume, centre, field_of_view_mm=100.0, size_px=(200, 200)),
+             SliceView(other, None, size_px=(200, 200)),
+             SliceView(volume, shifted, field_of_view_mm=60.0, size_px=(200, 200))]
+    slice_nodes = volume.GetScene().GetNumberOfNodesByClass("vtkMRMLSliceNode")
+    with SliceRenderer((200, 200), "Axial") as renderer:  # first, on a scene that never rendered
+        batch = [renderer.render(view) for view in views]
+        segmentation.GetDisplayNode().SetVisibility(False)
+        batch_hidden = renderer.render(views[0])
+        with pytest.raises(InputError, match="renderer"):
+            renderer.render(SliceView(volume, centre, size_px=(100, 100)))
+    segmentation.GetDisplayNode().SetVisibility(True)
+    singles = [render_slice_rgb(view) for view in views]
+    segmentation.GetDisplayNode().SetVisibility(False)
+    hidden = render_slice_rgb(views[0])
+    # the scan itself is drawn (grey anatomy, not a black background under the overlay)
+    grey = np.all(batch_hidden[..., :1] == batch_hidden, axis=2) & (batch_hidden[..., 0] > 30)
+    assert grey.mean() > 0.2, grey.mean()
+    for single, batched in zip(singles, batch):
+        np.testing.assert_array_equal(batched, single)
+    np.testing.assert_array_equal(batch_hidden, hidden)
+    assert not np.array_equal(singles[0], hidden)  # the overlay was there to compare
+    assert volume.GetScene().GetNumberOfNodesByClass("vtkMRMLSliceNode") == slice_nodes

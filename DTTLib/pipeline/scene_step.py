@@ -98,23 +98,24 @@ def _display_window(volume_node: Any, image: ImageVolume) -> None:
 def render_lesion_views(scene: RunScene, measurements: dict[tuple[str, str], LesionMeasurement],
                         out_dir: Path, size_px: int = 360) -> dict[tuple[str, str], Path]:
     """One axial picture per (lesion, timepoint): that timepoint's segments and lines only."""
-    from DTTLib.mrml.render import SliceView, render_slice_png  # noqa: PLC0415
+    from DTTLib.mrml.render import SliceRenderer, SliceView  # noqa: PLC0415
 
     pictures: dict[tuple[str, str], Path] = {}
-    for label, entry in scene.timepoints.items():
-        _show_only(scene, label)
-        display = entry.segmentation.GetDisplayNode()
-        display.SetOpacity2DFill(0.25)
-        display.SetOpacity2DOutline(1.0)
-        for (lesion, tp), measurement in measurements.items():
-            if tp != label:
-                continue
-            start, end = (np.asarray(p) for p in measurement.long_axis_ras)
-            centre = tuple((start + end) / 2)
-            fov = max(60.0, 3.0 * measurement.longest_diameter_mm)
-            path = out_dir / f"{lesion}_{label}.png"
-            render_slice_png(SliceView(entry.volume, centre, "Axial", (size_px, size_px), fov), path)
-            pictures[(lesion, label)] = path
+    with SliceRenderer((size_px, size_px), "Axial") as renderer:  # one view set up for all pictures
+        for label, entry in scene.timepoints.items():
+            _show_only(scene, label)
+            display = entry.segmentation.GetDisplayNode()
+            display.SetOpacity2DFill(0.25)
+            display.SetOpacity2DOutline(1.0)
+            for (lesion, tp), measurement in measurements.items():
+                if tp != label:
+                    continue
+                start, end = (np.asarray(p) for p in measurement.long_axis_ras)
+                centre = tuple((start + end) / 2)
+                fov = max(60.0, 3.0 * measurement.longest_diameter_mm)
+                path = out_dir / f"{lesion}_{label}.png"
+                renderer.render_png(SliceView(entry.volume, centre, "Axial", (size_px, size_px), fov), path)
+                pictures[(lesion, label)] = path
     _show_only(scene, None)
     return pictures
 
