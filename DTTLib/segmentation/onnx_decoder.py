@@ -59,9 +59,12 @@ def _graph_module(net: Any) -> Any:
 
 
 def export_decoder(net: Any, path: Path) -> Path:
-    """Export the box decoder of ``net`` (CPU, eval mode) to ``path`` atomically."""
+    """Export the box decoder of ``net`` (CPU, eval mode, or a function returning it) to ``path``
+    atomically."""
     import torch  # noqa: PLC0415
 
+    if not isinstance(net, torch.nn.Module):  # a function returning it: built only now, when needed
+        net = net()
     return export_onnx(_graph_module(net), (torch.zeros(1, 256, 64, 64), torch.tensor([[[10., 10., 50., 50.]]])),
                        path, "decoder", input_names=list(INPUTS), output_names=list(OUTPUTS))
 

@@ -100,9 +100,12 @@ def export_onnx(module: Any, example: tuple[Any, ...], path: Path, what: str, **
 
 
 def export_encoder(image_encoder: Any, path: Path, size: int = 256) -> Path:
-    """Export ``image_encoder`` (a torch module on the CPU, eval mode) to ``path`` atomically."""
+    """Export ``image_encoder`` (a torch module on the CPU, eval mode, or a function returning
+    one) to ``path`` atomically."""
     import torch  # noqa: PLC0415
 
+    if not isinstance(image_encoder, torch.nn.Module):  # a function returning it: built only now, when needed
+        image_encoder = image_encoder()
     return export_onnx(image_encoder, (torch.zeros(1, 3, size, size),), path, "encoder",
                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
