@@ -39,7 +39,9 @@ def recist_by_hand(sods: list[float]) -> list[str]:
 def phantom_run(tmp_path_factory):
     case = make_phantom(tmp_path_factory.mktemp("phantom-case"))
     out = tmp_path_factory.mktemp("phantom-out")
-    result = run_case(case.case_dir, out)
+    events = []
+    result = run_case(case.case_dir, out, progress=events.append)
+    result.events = events  # what a progress display saw
     return case, out, result
 
 
@@ -64,6 +66,17 @@ def test_measurements_match_the_truth(phantom_run):
     volume, diameter = errors(spec.lesions)
     assert volume.max() <= 0.10 and diameter.max() <= 2.0, (volume.round(3), diameter.round(2))
     assert np.median(volume) <= 0.05, volume  # measured 1 %: typical error is well inside the limit
+
+
+def test_progress_counts_every_segmentation_and_names_every_step(phantom_run):
+    _case, _out, result = phantom_run
+    counted = [e for e in result.events if e.total]
+    assert [e.done for e in counted] == list(range(18)) and {e.total for e in counted} == {18}
+    assert {e.step for e in counted} == {"segment"} and str(counted[-1]).endswith("(18/18)")
+    steps = [e.step for e in result.events if not e.message]
+    assert sorted(steps) == sorted(result.timings)  # one event as each timed step starts
+    assert steps.index("load model") == steps.index("segment") + 1  # loaded inside it, when first needed
+    assert sum("registering" in e.message for e in result.events) == 5
 
 
 def test_recist_sequence_follows_the_true_sizes(phantom_run):

@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from DTTLib.cli.progress_display import TerminalProgress  # noqa: PLC0415
     from DTTLib.demo.cases import brain_pair_case, default_data_dir  # noqa: PLC0415
     from DTTLib.demo.phantom import make_phantom  # noqa: PLC0415
     from DTTLib.errors import InputError  # noqa: PLC0415
@@ -46,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
             make_phantom(case_dir)
         print(f"\n== {name}: {case_dir}", flush=True)
         case_started = time.perf_counter()
-        result = run_case(case_dir, out / name, RunOptions(force=args.force),
-                          progress=lambda message: print(f"… {message}", flush=True))
+        display = TerminalProgress()
+        try:
+            result = run_case(case_dir, out / name, RunOptions(force=args.force), progress=display)
+        finally:
+            display.close()
         print("\n".join(summary_lines(result, time.perf_counter() - case_started)))
         reports.append(result.report)
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Reports:")

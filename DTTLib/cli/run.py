@@ -26,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     options = RunOptions(force=args.force, model=args.model, device=args.device, db=args.db,
                          render=not args.no_render)
-    result = run_case(args.case_dir, Path(args.out), options,
-                      progress=lambda message: print(f"… {message}", flush=True))
+    from DTTLib.cli.progress_display import TerminalProgress  # noqa: PLC0415
+
+    display = TerminalProgress()
+    try:
+        result = run_case(args.case_dir, Path(args.out), options, progress=display)
+    finally:
+        display.close()
     print_summary(result, time.perf_counter() - started)
     return 0

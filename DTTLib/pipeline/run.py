@@ -29,11 +29,11 @@ from DTTLib.errors import InputError
 from DTTLib.pipeline.cache import StepCache, file_digest
 from DTTLib.pipeline.case import CaseSpec, load_case
 from DTTLib.pipeline.open_output import TWIN_SCHEMA
+from DTTLib.pipeline.progress import Progress, ProgressEvent, ignore_progress
 
 LOG_NAME = "dtt-run.log"
 OUTPUT_FILES = ("scene.mrb", "twin.json", "measurements.csv", "report.html", "png", "masks", LOG_NAME)
 
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -63,7 +63,7 @@ class RunResult:
 
 
 def run_case(case_dir: str | Path, out_dir: str | Path, options: RunOptions | None = None,
-             progress: Progress = lambda message: None) -> RunResult:
+             progress: Progress = ignore_progress) -> RunResult:
     options = options or RunOptions()
     case = load_case(case_dir)
     if len(case.timepoints) < 2:
@@ -99,7 +99,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     cache = StepCache(out_dir / ".cache", force=options.force)
 
     def step(name: str, function: Callable[[], Any]) -> Any:
-        progress(name)
+        progress(ProgressEvent(name))
         log.info("step %s", name)
         started = time.perf_counter()
         value = function()
@@ -114,7 +114,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     from DTTLib.tracking.registration import register  # noqa: PLC0415
 
     segmentations, registrations = step("segment", lambda: segment_case(
-        case, images, digests, segmenter, cache, register, lambda message: progress(f"segment: {message}")))
+        case, images, digests, segmenter, cache, register, progress))
     notes = [note for s in segmentations.values() for note in s.notes]
     notes += [f"registration {moving} → {fixed}: {note}" for (fixed, moving), reg in registrations.items()
               for note in getattr(reg, "notes", [])]

@@ -19,6 +19,7 @@ from DTTLib.imaging.preprocess import segmentation_edge_refinement, segmentation
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.pipeline.cache import StepCache
 from DTTLib.pipeline.case import BoxPrompt, CaseSpec, LesionSpec
+from DTTLib.pipeline.progress import Progress, ProgressEvent, ignore_progress
 from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
 
 #: In-plane margin around a carried-over lesion box, for growth and registration error: a
@@ -48,7 +49,6 @@ class LesionSegmentation:
     appearance: np.ndarray | None = None
 
 
-Progress = Callable[[str], None]
 
 
 def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
@@ -61,7 +61,7 @@ def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
 
 def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: dict[str, str],
                  segmenter: Any, cache: StepCache, register: Callable[[ImageVolume, ImageVolume], Any],
-                 progress: Progress = lambda message: None
+                 progress: Progress = ignore_progress
                  ) -> tuple[dict[tuple[str, str], LesionSegmentation], dict[tuple[str, str], Any]]:
     """All (lesion, timepoint) segmentations, computed or taken from the cache, and the
     registrations computed on the way, keyed (fixed timepoint, moving timepoint)."""
@@ -72,7 +72,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
 
     def registration(key: tuple[str, str]) -> Any:
         reference, timepoint_id = key
-        progress(f"registering {timepoint_id} to {reference}")
+        progress(ProgressEvent("segment", f"registering {timepoint_id} to {reference}"))
         return cache.get_or_compute(
             "register", {"version": REGISTRATION_VERSION, "fixed": image_digests[reference],
                          "moving": image_digests[timepoint_id]},
@@ -85,7 +85,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtt-register") as pool:
         pending = {pair: pool.submit(registration, pair) for pair in carry_pairs(plan)}
         try:
-            for lesion, timepoint_id, reference in plan:
+            for done, (lesion, timepoint_id, reference) in enumerate(plan):
                 image = images[timepoint_id]
                 if reference is None:
                     prompt = next(p for p in lesion.boxes if p.timepoint_id == timepoint_id)
@@ -95,7 +95,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                     box = carried_box(results[(lesion.lesion_id, reference)], images[reference], image,
                                       registrations[(reference, timepoint_id)])
                     source = f"carried from {reference} (registration)"
-                progress(f"segmenting {lesion.lesion_id} at {timepoint_id}")
+                progress(ProgressEvent("segment", f"segmenting {lesion.lesion_id} at {timepoint_id}", done, len(plan)))
                 modality = scan_modality(case, timepoint_id, image)
                 window = segmentation_window(modality, lesion.organ)
                 edges = segmentation_edge_refinement(modality)
