@@ -8,6 +8,7 @@ threads (background registration), so printing is serialised.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 from typing import Any, TextIO
@@ -44,8 +45,9 @@ class TerminalProgress:
         except ImportError:  # plain lines instead
             self.bars = False
             return False
+        width = shutil.get_terminal_size((100, 20)).columns  # a pty of width 0 (script, CI) → 100
         self._bar = tqdm(total=event.total, desc=event.step, unit="lesion·scan", file=self.stream,
-                         dynamic_ncols=True, leave=True)
+                         ncols=min(width, 140), leave=True)
         self._bar_step = event.step
         return True
 
