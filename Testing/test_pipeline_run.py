@@ -137,6 +137,9 @@ def test_outputs_exist_and_the_report_only_references_real_files(phantom_run):
     assert document["schema"] == "dtt-twin/1"
     assert len(document["case"]["timepoints"]) == 6
     assert document["narrative"]["grounding"]["ungrounded"] == []
+    # how each outline was made is on record: the CT rule refined the edges of every segmentation
+    for entry in document["segmentations"]:
+        assert entry["window"] == "slice" and entry["outline"].startswith("model; edges refined on "), entry
 
 
 def test_scene_bundle_reloads_with_every_node(phantom_run, mrml):

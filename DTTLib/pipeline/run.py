@@ -308,7 +308,7 @@ def _write_outputs(staging: Path, result: RunResult, labels: list[str], segmenta
             for t in result.case.timepoints]},
         "segmentations": [{"lesion": lesion, "timepoint": label, "box_ijk": list(s.box.__dict__.values()),
                            "box_source": s.box_source, "found": s.found, "voxels": int(s.mask.sum()),
-                           "notes": s.notes} for (lesion, label), s in segmentations.items()],
+                           "window": s.window, "outline": s.outline, "notes": s.notes} for (lesion, label), s in segmentations.items()],
         "twin": twin.to_dict(),
         "narrative": {k: v for k, v in result.narrative.items() if k != "facts"},
         "store": None if result.store is None else {"location": result.store.location, "records": result.store.counts},

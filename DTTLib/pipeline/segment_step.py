@@ -28,7 +28,7 @@ from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
 CARRY_MARGIN_FRACTION = 0.15
 CARRY_MARGIN_MM = (1.0, 3.0)
 #: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window).
-STEP_VERSION = 4
+STEP_VERSION = 5
 #: Bump when registration changes (v2: a runaway affine stage falls back to the rigid one).
 REGISTRATION_VERSION = 3
 
@@ -47,6 +47,9 @@ class LesionSegmentation:
     #: encoder features pooled inside the mask on its widest slice (unit length), for
     #: similar-lesion search; computed here while that slice's embedding is still cached
     appearance: np.ndarray | None = None
+    window: str = "slice"  # how slices were prepared for the model (window_presets.json rules)
+    #: how the outline was made: "model", or "model; edges refined on N of M slices" (CT rule)
+    outline: str = "model"
 
 
 
@@ -181,9 +184,12 @@ def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box:
     appearance = _appearance(image, mask, segmenter, window) if found else None
     notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
                               f"{'given' if source == 'given' else 'carried-over'} box — recorded as not found; check it"]
+    kept = [d for d in result.decisions if d.accepted]
+    refined = sum("edges" in d.refits for d in kept)
+    outline = f"model; edges refined on {refined} of {len(kept)} slices" if refined else "model"
     return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
                               getattr(segmenter, "name", type(segmenter).__name__), found, notes,
-                              time.perf_counter() - started, appearance)
+                              time.perf_counter() - started, appearance, window, outline)
 
 
 def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any, window: str) -> np.ndarray | None:
