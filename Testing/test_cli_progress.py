@@ -15,25 +15,25 @@ def _events() -> list[ProgressEvent]:
             ProgressEvent("segment", "registering t1 to t0"), ProgressEvent("render")]
 
 
-def test_a_log_gets_one_plain_line_per_event():
+def _shown(bars: bool) -> str:
     stream = io.StringIO()
-    display = TerminalProgress(stream, bars=False)
+    display = TerminalProgress(stream, bars=bars)
     for event in _events():
         display(event)
     display.close()
-    lines = stream.getvalue().splitlines()
+    return stream.getvalue()
+
+
+def test_a_log_gets_one_plain_line_per_event():
+    text = _shown(bars=False)
+    lines = text.splitlines()
     assert lines == ["… load", "… segment", "… segment: segmenting L0 at t0 (1/3)", "… segment: segmenting L1 at t0 (2/3)",
                      "… segment: segmenting L2 at t0 (3/3)", "… segment: registering t1 to t0", "… render"]
-    assert "\r" not in stream.getvalue()
+    assert "\r" not in text
 
 
 def test_a_terminal_gets_a_bar_that_ends_full_and_lines_for_the_rest():
-    stream = io.StringIO()
-    display = TerminalProgress(stream, bars=True)
-    for event in _events():
-        display(event)
-    display.close()
-    text = stream.getvalue()
+    text = _shown(bars=True)
     assert "segment: 100%" in text and "3/3" in text  # closed when the next step began
     assert "segmenting L2 at t0" in text  # the current item beside the bar
     assert "… segment: registering t1 to t0" in text and "… render" in text
