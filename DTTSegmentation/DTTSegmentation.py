@@ -430,11 +430,12 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
             cached[model] = make_segmenter(model)
         return cached[model]
 
-    def computeLesion(self, image, box, segmenter, mode="3d", progress=None, should_cancel=None):
-        """Pure computation (no MRML): safe in a worker thread."""
+    def computeLesion(self, image, box, segmenter, mode="3d", progress=None, should_cancel=None, refineEdges=None):
+        """Pure computation (no MRML): safe in a worker thread. ``refineEdges`` None follows the
+        modality rule (window_presets.json); True/False overrides it."""
         from DTTLib.segmentation.scene import compute_lesion
 
-        return compute_lesion(image, box, segmenter, mode, progress, should_cancel)
+        return compute_lesion(image, box, segmenter, mode, progress, should_cancel, refine_edges=refineEdges)
 
     def storeLesion(self, computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
                     overwriteOthers=False):
@@ -577,6 +578,11 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertGreater(stored.voxels, 0)
         self.assertEqual(stored.withheld_voxels, 16)
         self.assertEqual(int(get_segment_mask(segmentation, "Other", volume).sum()), 16)
+        # a volume without a modality keeps the model's outline; the edge rule can be forced on
+        self.assertEqual(computed.outline, "model")
+        refined = logic.computeLesion(image, VoxelBox(21, 23, 4, 43, 41, 4), logic.segmenter("litemedsam"),
+                                      "3d", refineEdges=True)
+        self.assertTrue(refined.outline.startswith("model; edges refined on"), refined.outline)
         self.delayDisplay("Model test passed")
 
     def test_NnUNetProposals(self):

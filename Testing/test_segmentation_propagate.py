@@ -193,6 +193,8 @@ def test_edge_refinement_sharpens_the_propagated_lesion_and_is_traced(segmenter)
     assert volume_error < 0.03
     assert all("edges" in d.refits for d in refined.decisions if d.accepted)
     assert not any("edges" in d.refits for d in plain.decisions)
+    kept = sum(d.accepted for d in refined.decisions)
+    assert plain.outline == "model" and refined.outline == f"model; edges refined on {kept} of {kept} slices"
     # past the lesion's ends nothing is lesion-like under the last mask: those slices are not
     # even encoded (the plain run encodes and rejects them)
     ends = [d for d in refined.decisions if not d.accepted]

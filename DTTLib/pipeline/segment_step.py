@@ -184,12 +184,9 @@ def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box:
     appearance = _appearance(image, mask, segmenter, window) if found else None
     notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
                               f"{'given' if source == 'given' else 'carried-over'} box — recorded as not found; check it"]
-    kept = [d for d in result.decisions if d.accepted]
-    refined = sum("edges" in d.refits for d in kept)
-    outline = f"model; edges refined on {refined} of {len(kept)} slices" if refined else "model"
     return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
                               getattr(segmenter, "name", type(segmenter).__name__), found, notes,
-                              time.perf_counter() - started, appearance, window, outline)
+                              time.perf_counter() - started, appearance, window, result.outline)
 
 
 def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any, window: str) -> np.ndarray | None:

@@ -134,6 +134,14 @@ class PropagationResult:
         ks = np.nonzero(self.mask.reshape(self.mask.shape[0], -1).any(axis=1))[0]
         return (int(ks[0]), int(ks[-1])) if ks.size else None
 
+    @property
+    def outline(self) -> str:
+        """How the outline was made, for the record: "model", or "model; edges refined on N of
+        M slices" when the intensity-edge rule changed it."""
+        kept = [d for d in self.decisions if d.accepted]
+        refined = sum("edges" in d.refits for d in kept)
+        return f"model; edges refined on {refined} of {len(kept)} slices" if refined else "model"
+
 
 @dataclass(frozen=True)
 class _SeedStats:
