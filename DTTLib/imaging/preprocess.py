@@ -176,14 +176,20 @@ def _segmentation_rules(path: str) -> dict:
                        "restore window_presets.json from the DigitalTwinTumor installation")
 
 
+def _modality_rules(modality: str, path: str | Path | None) -> tuple[dict, dict | None]:
+    """The "segmentation" rules and the entry for ``modality`` (None when it has none)."""
+    rules = _segmentation_rules(str(path or WINDOW_PRESETS_FILE))
+    by_modality = rules.get((modality or "").upper())
+    return rules, by_modality if isinstance(by_modality, dict) else None
+
+
 def segmentation_window(modality: str, organ: str = "", path: str | Path | None = None) -> str:
     """How to window slices for a box-prompt model: a CT preset name, or "slice" (percentiles).
 
     Read from the "segmentation" section of ``window_presets.json``; an unknown modality gets
     the default (percentiles, which is right for MR and harmless elsewhere)."""
-    rules = _segmentation_rules(str(path or WINDOW_PRESETS_FILE))
-    by_modality = rules.get((modality or "").upper())
-    if not isinstance(by_modality, dict):
+    rules, by_modality = _modality_rules(modality, path)
+    if by_modality is None:
         return str(rules.get("default", "slice"))
     window = str(by_modality.get("by_organ", {}).get((organ or "").lower(), by_modality.get("default", "slice")))
     if window != "slice":
@@ -194,9 +200,8 @@ def segmentation_window(modality: str, organ: str = "", path: str | Path | None 
 def segmentation_edge_refinement(modality: str, path: str | Path | None = None) -> bool:
     """Whether the model's outline is moved to the lesion's intensity edge for this modality
     (``refine_edges`` in the "segmentation" section of ``window_presets.json``; off by default)."""
-    rules = _segmentation_rules(str(path or WINDOW_PRESETS_FILE))
-    by_modality = rules.get((modality or "").upper())
-    value = by_modality.get("refine_edges") if isinstance(by_modality, dict) else None
+    rules, by_modality = _modality_rules(modality, path)
+    value = None if by_modality is None else by_modality.get("refine_edges")
     return bool(rules.get("refine_edges", False) if value is None else value)
 
 

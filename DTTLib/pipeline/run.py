@@ -35,7 +35,6 @@ LOG_NAME = "dtt-run.log"
 OUTPUT_FILES = ("scene.mrb", "twin.json", "measurements.csv", "report.html", "png", "masks", LOG_NAME)
 
 
-
 @dataclass
 class RunOptions:
     force: bool = False

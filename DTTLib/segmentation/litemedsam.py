@@ -26,9 +26,8 @@ import hashlib
 import importlib.util
 import os
 from collections import OrderedDict
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
