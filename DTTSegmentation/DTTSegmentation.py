@@ -29,6 +29,16 @@ def _makeDTTLibImportable() -> None:
             return
 
 
+# The .ui's "Edge refinement" combo box items, in order: the rule each stands for.
+EDGE_REFINEMENT_RULES = ("auto", "on", "off")
+
+
+def edgeRefinementOverride(rule: str):
+    """``computeLesion``'s ``refineEdges`` for a rule: "on" True, "off" False, "auto" (or anything
+    else) None, which leaves it to the modality's rule in window_presets.json."""
+    return {"on": True, "off": False}.get(rule)
+
+
 #
 # DTTSegmentation
 #
@@ -67,6 +77,10 @@ class DTTSegmentationParameterNode:
     threshold - voxels at or above this value inside the box form the lesion (classic mode).
     lesionId - identifier shared by this lesion across timepoints.
     timepointLabel - label of the timepoint this scan belongs to.
+    refineEdges - edge refinement of the box-prompt models' outlines: "auto" (by modality), "on" or
+        "off". Kept in step with the "Edge refinement" combo box by the widget, not bound by
+        SlicerParameterName: Slicer's QComboBox connector needs a Choice (and then replaces the
+        items' text with the raw choices) or an enum.Enum field.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -75,6 +89,7 @@ class DTTSegmentationParameterNode:
     threshold: Annotated[float, WithinRange(-1000, 3000)] = 100
     lesionId: str = "L1"
     timepointLabel: str = "t0"
+    refineEdges: str = "auto"
 
 
 #
@@ -102,6 +117,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.refineEdgesComboBox.connect("currentIndexChanged(int)", self.onRefineEdgesChanged)
         self._addModelControls()
         self._addNnUNetControls()
         self.initializeParameterNode()
@@ -251,9 +267,11 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             image, box = self.logic.imageAndBox(node.inputVolume, node.roi)
             segmenter = self.logic.segmenter(model)
+            refineEdges = edgeRefinementOverride(node.refineEdges)
+
         def compute(progress, should_cancel):
             return self.logic.computeLesion(image, box, segmenter, mode, progress=progress,
-                                            should_cancel=should_cancel)
+                                            should_cancel=should_cancel, refineEdges=refineEdges)
 
         def finish(computed):
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
@@ -262,8 +280,10 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 note = _(" (cancelled: partial)") if computed.cancelled else ""
                 kept = _("; {n} voxels left to other segments").format(n=stored.withheld_voxels) \
                     if stored.withheld_voxels else ""
-                self.ui.statusLabel.text = _("{name}: {volume:.0f} mm³, slices {slices}{note}{kept}").format(
-                    name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept)
+                self.ui.statusLabel.text = _(
+                    "{name}: {volume:.0f} mm³, slices {slices}{note}{kept}; outline: {outline}").format(
+                    name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept,
+                    outline=computed.outline)
 
         self._runInBackground(compute, finish, _("Failed to segment the lesion: {error}"))
 
@@ -324,7 +344,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -343,12 +363,27 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        self._showEdgeRefinement()
+        self._checkCanApply()
+
+    def _showEdgeRefinement(self) -> None:
+        """The combo box shows the parameter node's rule (e.g. after loading a scene)."""
+        rule = self._parameterNode.refineEdges if self._parameterNode else "auto"
+        index = EDGE_REFINEMENT_RULES.index(rule) if rule in EDGE_REFINEMENT_RULES else 0
+        if self.ui.refineEdgesComboBox.currentIndex != index:
+            self.ui.refineEdgesComboBox.currentIndex = index
+
+    def onRefineEdgesChanged(self, index: int) -> None:
+        if self._parameterNode and 0 <= index < len(EDGE_REFINEMENT_RULES):
+            self._parameterNode.refineEdges = EDGE_REFINEMENT_RULES[index]
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         node = self._parameterNode
@@ -514,6 +549,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_SphereInBox()
+        self.test_EdgeRefinementChoices()
         self.test_ModelRespectsOtherSegments()
         self.test_NnUNetProposals()
 
@@ -543,6 +579,17 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertAlmostEqual(result.volume_mm3 / expected, 1.0, delta=0.03)
         self.assertEqual(result.voxels, int(inside.sum()))
         self.delayDisplay("Test passed")
+
+    def test_EdgeRefinementChoices(self):
+        """The combo box's items, in order, are the rules the widget maps to computeLesion's refineEdges."""
+        import xml.etree.ElementTree as ET
+
+        uiPath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "UI", "DTTSegmentation.ui")
+        combo = next(w for w in ET.parse(uiPath).iter("widget") if w.get("name") == "refineEdgesComboBox")
+        labels = [item.find("property/string").text for item in combo.findall("item")]
+        self.assertEqual(labels, ["Auto (by modality)", "On", "Off"])
+        self.assertEqual([edgeRefinementOverride(rule) for rule in EDGE_REFINEMENT_RULES], [None, True, False])
+        self.assertIsNone(edgeRefinementOverride("unknown"))
 
     def test_ModelRespectsOtherSegments(self):
         """LiteMedSAM (when installed) on a synthetic lesion; other segments are never overwritten."""
