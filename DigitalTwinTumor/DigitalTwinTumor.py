@@ -71,6 +71,10 @@ class DigitalTwinTumorParameterNode:
     registerScans - register the follow-up to the baseline before matching lesions.
     shiftWeeks, effectMultiplier, holidayStart/End, resistanceDay, naturalHistory - what-if controls.
     overrideAction, overrideSources, overrideTargets, overrideReason - a tracking correction.
+
+    followUpNonTarget and overrideAction are shown in plain combo boxes that the widget keeps in
+    sync itself: connectGui binds a combo box to a str only with a Choice annotation, and
+    without one it raises, which would stop the module from opening.
     """
 
     baselineVolume: vtkMRMLScalarVolumeNode
@@ -118,6 +122,13 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self._openingRun = False
+        self._lastControls = None
+        self._comboBoxParameters = {"followUpNonTarget": self.ui.nonTargetComboBox,
+                                    "overrideAction": self.ui.overrideActionComboBox}
+        for comboBox in self._comboBoxParameters.values():
+            comboBox.connect("currentIndexChanged(int)", self._onComboBoxChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.buildTwinButton.connect("clicked(bool)", self.onBuildTwinButton)
         self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
@@ -131,6 +142,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._restoreTwinFromScene()
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -140,10 +152,37 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        # The twin's nodes go with the scene: forget them, or the tables, the what-if sliders
+        # and the correction button would keep working on deleted nodes.
+        self.logic.reset()
+        self._lastControls = None
+        self.ui.lesionTableView.setMRMLTableNode(None)
+        self.ui.recistTableView.setMRMLTableNode(None)
+        self.ui.openReportButton.enabled = False
+        self.ui.statusLabel.text = ""
+        self.ui.whatIfLabel.text = ""
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        if self.parent.isEntered and not self._openingRun:
+            self._restoreTwinFromScene()
+
+    def _restoreTwinFromScene(self) -> None:
+        """A scene saved with a twin (its state text node) gives the twin back after loading."""
+        if self.logic.hasTwin():
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to restore the twin saved in the scene."),
+                                                 waitCursor=True):
+                summary = self.logic.restoreTwinFromScene(
+                    self._parameterNode.patientName if self._parameterNode else "")
+                if summary:
+                    self._showResults(summary)
+        except Exception:  # already shown to the user; a scene load or module switch must go on
+            logging.exception("DigitalTwinTumor: restoring the twin from the scene failed")
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -158,17 +197,34 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
+    def _onComboBoxChanged(self) -> None:
+        """Combo box -> parameter node (see DigitalTwinTumorParameterNode)."""
+        if not self._parameterNode:
+            return
+        for name, comboBox in self._comboBoxParameters.items():
+            if comboBox.currentIndex >= 0 and getattr(self._parameterNode, name) != comboBox.currentText:
+                setattr(self._parameterNode, name, comboBox.currentText)
+
+    def _updateComboBoxes(self) -> None:
+        """Parameter node -> combo box (e.g. after a scene with other choices is loaded)."""
+        for name, comboBox in self._comboBoxParameters.items():
+            index = comboBox.findText(getattr(self._parameterNode, name))
+            if index >= 0 and comboBox.currentIndex != index:
+                comboBox.currentIndex = index
+
     def _checkCanApply(self, caller=None, event=None) -> None:
         node = self._parameterNode
+        if node:
+            self._updateComboBoxes()
         ready = bool(node and node.baselineVolume and node.followUpVolume
                      and node.baselineVolume != node.followUpVolume)
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = _("Assign both scans to timepoints") if ready else _(
             "Select two different scans")
         self.ui.buildTwinButton.enabled = bool(ready and node.baselineSegmentation and node.followUpSegmentation)
-        self.ui.overrideButton.enabled = bool(node and node.overrideReason.strip() and self.logic.hasTwin())
+        self.ui.overrideButton.enabled = bool(node and node.overrideReason.strip() and self.logic.canOverride())
         self.ui.overrideButton.toolTip = _("Apply the correction") if self.ui.overrideButton.enabled else _(
-            "Build the twin and give a reason first")
+            "Build the twin here (Build twin) and give a reason first")
         if node and self.logic.hasTwin():
             self._updateWhatIf()
 
@@ -177,10 +233,14 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         controls = dict(shift_weeks=node.shiftWeeks, effect_multiplier=node.effectMultiplier,
                         holiday_start=node.holidayStart, holiday_end=node.holidayEnd,
                         resistance_day=node.resistanceDay, natural_history=node.naturalHistory)
-        if controls == getattr(self, "_lastControls", None):
+        if controls == self._lastControls:
             return
         self._lastControls = controls
-        label = self.logic.updateWhatIf(**controls)
+        try:  # runs from the parameter node observer on every slider move: no dialog, no traceback
+            label = self.logic.updateWhatIf(**controls)
+        except Exception as error:
+            logging.exception("DigitalTwinTumor: what-if update failed")
+            label = _("What-if failed for these settings: {error}").format(error=error)
         self.ui.whatIfLabel.text = label
 
     def _showResults(self, summary: str) -> None:
@@ -191,7 +251,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if "recist" in nodes:
             self.ui.recistTableView.setMRMLTableNode(nodes["recist"])
         self._lastControls = None
-        self._updateWhatIf()
+        self._checkCanApply()  # the twin changed: correction button and what-if curve
         self.onShowChartButton()
 
     def onBuildTwinButton(self) -> None:
@@ -208,7 +268,11 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onOpenRunButton(self) -> None:
         folder = self.ui.runOutputPathLineEdit.currentPath
         with slicer.util.tryWithErrorDisplay(_("Failed to open the run output."), waitCursor=True):
-            summary = self.logic.openRunOutput(folder)
+            self._openingRun = True  # its scene import must not restore a twin on its own
+            try:
+                summary = self.logic.openRunOutput(folder)
+            finally:
+                self._openingRun = False
             self.ui.runOutputPathLineEdit.addCurrentPathToHistory()
             self.ui.openReportButton.enabled = bool(self.logic.reportPath)
             self._showResults(summary)
@@ -220,13 +284,16 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.logic.reportPath))
 
     def onShowChartButton(self) -> None:
-        role = ["sod", "waterfall", "spider", "growth"][max(self.ui.chartComboBox.currentIndex, 0)]
-        chart = self.logic.twinNodes().get(role)
-        if chart is None:
-            return
-        layoutManager = slicer.app.layoutManager()
-        if layoutManager is not None:
-            slicer.modules.plots.logic().ShowChartInLayout(chart)
+        with slicer.util.tryWithErrorDisplay(_("Failed to show the chart."), waitCursor=False):
+            role = ["sod", "waterfall", "spider", "growth"][max(self.ui.chartComboBox.currentIndex, 0)]
+            chart = self.logic.twinNodes().get(role)
+            if chart is None:
+                if self.logic.hasTwin():
+                    slicer.util.showStatusMessage(_("This twin has no {chart} chart.").format(
+                        chart=self.ui.chartComboBox.currentText), 5000)
+                return
+            if slicer.app.layoutManager() is not None:
+                slicer.modules.plots.logic().ShowChartInLayout(chart)
 
     def onOverrideButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to apply the correction."), waitCursor=True):
@@ -261,6 +328,13 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         self.inputs = None
         self.whatif = None
         self.reportPath = ""
+        self._timepointsPatientItem = None
+
+    def reset(self) -> None:
+        """Forget the twin and the timepoints (their nodes are gone with the scene)."""
+        self.state = self.inputs = self.whatif = None
+        self.reportPath = ""
+        self._timepointsPatientItem = None
 
     def getParameterNode(self):
         return DigitalTwinTumorParameterNode(super().getParameterNode())
@@ -269,12 +343,33 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         """One patient, one study per timepoint; returns a one-line summary."""
         from DTTLib.mrml.hierarchy import organize_timepoints
 
-        _patient, studies = organize_timepoints(list(volumeNodes), [float(d) for d in days], patientName)
+        patient, studies = organize_timepoints(list(volumeNodes), [float(d) for d in days], patientName)
+        # Assigning again (or Build twin after Assign timepoints) makes a new patient item; the one
+        # made before is left without scans, so remove it rather than pile up empty patients.
+        previous, self._timepointsPatientItem = self._timepointsPatientItem, patient
+        if previous is not None and previous != patient:
+            self._removeIfEmpty(previous)
         logging.info("DigitalTwinTumor: %d timepoints under patient '%s'", len(studies), patientName)
         return _("{count} timepoints assigned to '{name}'").format(count=len(studies), name=patientName)
 
+    @staticmethod
+    def _removeIfEmpty(item) -> None:
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        topLevel = vtk.vtkIdList()
+        sh.GetItemChildren(sh.GetSceneItemID(), topLevel, False)
+        if topLevel.IsId(item) < 0:
+            return  # removed meanwhile (by the user or with its scene)
+        children = vtk.vtkIdList()
+        sh.GetItemChildren(item, children, True)
+        if not any(sh.GetItemDataNode(children.GetId(i)) for i in range(children.GetNumberOfIds())):
+            sh.RemoveItem(item, False, True)
+
     def hasTwin(self) -> bool:
         return self.state is not None
+
+    def canOverride(self) -> bool:
+        """Corrections need the twin's inputs: a twin built here, not one opened or restored."""
+        return self.state is not None and self.inputs is not None and bool(self.inputs.identity)
 
     def buildTwinFromNodes(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
                            nonTarget=None, registerScans: bool = True) -> str:
@@ -293,9 +388,34 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
                                              source=f"{volume.GetName()} / {segmentation.GetName()}"))
         inputs, _graph = inputs_from_masks(patientName, timepoints, parse_therapy_log(therapyLog),
                                            register_scans=registerScans)
-        return self.buildTwin(inputs)
+        notes = self._reapplyOverrides(inputs)
+        return self.buildTwin(inputs, notes)
 
-    def buildTwin(self, inputs) -> str:
+    def _reapplyOverrides(self, inputs) -> list:
+        """Rebuilding the same patient's twin re-tracks the lesions; the user's corrections (each with
+        its reason) are applied again where their lesions still exist, and said when they cannot be."""
+        from DTTLib.errors import DTTError
+        from DTTLib.tracking.records import IdentityGraph
+
+        if self.state is None or self.state.patient != inputs.patient or not self.state.identity:
+            return []
+        previous = IdentityGraph.from_dict({"overrides": self.state.identity.get("overrides", [])}).overrides
+        if not previous:
+            return []
+        graph = IdentityGraph.from_dict(inputs.identity)
+        notes = []
+        for override in previous:
+            try:
+                graph.apply_override(override)
+                notes.append(_("tracking correction '{action}' re-applied ({reason})").format(
+                    action=override.action, reason=override.reason))
+            except DTTError as error:
+                notes.append(_("tracking correction '{action}' ({reason}) no longer applies: {error}").format(
+                    action=override.action, reason=override.reason, error=error.message))
+        inputs.identity = graph.to_dict()
+        return notes
+
+    def buildTwin(self, inputs, notes=()) -> str:
         from DTTLib.mrml.twin_nodes import publish_twin
         from DTTLib.twin.assemble import build_twin
 
@@ -306,7 +426,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         summary = _("{patient}: {n} timepoints, SOD {sod} mm, overall {overall}, best {best}").format(
             patient=inputs.patient, n=len(inputs.timepoints), sod=last["sod_mm"],
             overall=last["overall"] or "baseline", best=self.state.recist["best_overall_response"])
-        return "\n".join([summary] + self.state.messages)
+        return "\n".join([summary] + self.state.messages + list(notes))
 
     def openRunOutput(self, folder: str) -> str:
         """Load a `dtt run` output folder into the scene; the what-if sliders work on its twin."""
@@ -323,6 +443,27 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
                 sod=last["sod_mm"], overall=last["overall"] or "baseline",
                 best=self.state.recist["best_overall_response"])
         return "\n".join([summary] + self.state.messages + opened.notes)
+
+    def restoreTwinFromScene(self, preferredPatient: str = "") -> str:
+        """The twin of a loaded scene, from its state text node; the what-if engine is refitted
+        from the saved SOD series. Empty string when the scene holds no twin."""
+        from DTTLib.mrml.twin_nodes import PATIENT, ROLE, load_twin_state
+        from DTTLib.twin.assemble import whatif_from_state
+
+        scene = slicer.mrmlScene
+        patients = [node.GetAttribute(PATIENT) for node in
+                    (scene.GetNthNodeByClass(i, "vtkMRMLTextNode")
+                     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLTextNode")))
+                    if node.GetAttribute(ROLE) == "state" and node.GetAttribute(PATIENT)]
+        if not patients:
+            return ""
+        patient = preferredPatient if preferredPatient in patients else patients[-1]
+        state = load_twin_state(patient)
+        self.state, self.whatif, self.inputs, self.reportPath = state, whatif_from_state(state), None, ""
+        summary = _("{patient}: {n} timepoints restored from the scene").format(
+            patient=state.patient, n=len(state.timepoints))
+        notes = [] if self.whatif is not None else [_("what-if is unavailable: the SOD has no usable growth fit")]
+        return "\n".join([summary] + state.messages + notes)
 
     def twinNodes(self) -> dict:
         from DTTLib.mrml.twin_nodes import find_twin_nodes
@@ -358,6 +499,8 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             out = []
             for part in (p.strip() for p in text.split(",") if p.strip()):
                 index, _sep, lesion = part.partition(":")
+                if not index.strip().isdigit() or not lesion.strip():
+                    raise ValueError(_("'{part}' is not timepoint:lesion (e.g. 0:L1)").format(part=part))
                 out.append((int(index), lesion.strip()))
             return out
 
