@@ -16,6 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--db", help="store path or postgresql:// URL (default: OUT/store.sqlite)")
     parser.add_argument("--no-render", action="store_true", help="skip slice pictures (no OpenGL needed)")
+    parser.add_argument("--proposals", metavar="nnunet:MODEL",
+                        help="find lesions on every scan with a trained nnU-Net model (folder or catalog id): they "
+                             "place the boxes of known lesions at follow-ups, the rest are listed for review "
+                             "(overrides case.json 'proposals.model')")
     parser.set_defaults(handler=run)
 
 
@@ -25,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     options = RunOptions(force=args.force, model=args.model, device=args.device, db=args.db,
-                         render=not args.no_render)
+                         render=not args.no_render, proposals=args.proposals)
     from DTTLib.cli.progress_display import TerminalProgress  # noqa: PLC0415
 
     display = TerminalProgress()

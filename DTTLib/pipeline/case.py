@@ -19,6 +19,9 @@ modality and organ are data: the "segmentation" section of ``window_presets.json
 A box is ``ijk`` (voxel indices I0,J0,K0,I1,J1,K1 of that timepoint's image as read) or
 ``ras`` (the same six numbers in RAS millimetres), as in ``dtt segment``. More boxes for
 later timepoints go in ``boxes``.
+An optional ``proposals`` section runs an nnU-Net model on every scan: its lesions prompt the
+segmentation of known lesions at follow-ups, and the rest are listed for the reader, never
+counted until ``decisions`` confirms them (see docs/CASE_FORMAT.md).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Any
 from DTTLib.errors import InputError
 
 NON_TARGET_STATES = ("none", "CR", "nonCR_nonPD", "PD", "NE")
+#: what the reader may decide about an nnU-Net proposal that matched no prompted lesion
+PROPOSAL_DECISIONS = ("new", "reject")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,28 @@ class TherapySpec:
 
 
 @dataclass(frozen=True)
+class ProposalDecision:
+    timepoint_id: str
+    proposal_id: str  # "P1", "P2", … as the previous run listed them
+    decision: str  # "new" (an unequivocal new lesion) or "reject"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProposalSpec:
+    """Automatic lesion proposals (nnU-Net) for every scan of the case."""
+
+    model: str  # "nnunet:<model folder or catalog id>"; a relative folder is read from the case folder
+    min_volume_mm3: float = 10.0
+    use_mirroring: bool = True
+    decisions: tuple[ProposalDecision, ...] = ()
+
+    def decision(self, timepoint_id: str, proposal_id: str) -> ProposalDecision | None:
+        return next((d for d in self.decisions if (d.timepoint_id, d.proposal_id) == (timepoint_id, proposal_id)),
+                    None)
+
+
+@dataclass(frozen=True)
 class CaseSpec:
     case_dir: Path
     patient: str
@@ -78,6 +105,7 @@ class CaseSpec:
     immunotherapy: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     modality: str = ""
+    proposals: ProposalSpec | None = None
 
     def timepoint(self, timepoint_id: str) -> TimepointSpec:
         return next(t for t in self.timepoints if t.timepoint_id == timepoint_id)
@@ -106,7 +134,8 @@ def load_case(case_dir: str | Path) -> CaseSpec:
                     timepoints=timepoints, lesions=lesions,
                     therapy=_therapy(raw.get("therapy", [])),
                     immunotherapy=bool(raw.get("immunotherapy", False)),
-                    options=dict(raw.get("options", {})), modality=modality)
+                    options=dict(raw.get("options", {})), modality=modality,
+                    proposals=_proposals(raw.get("proposals"), timepoints, case_dir))
 
 
 def _modality(raw: Any, where: str) -> str:
@@ -196,6 +225,50 @@ def _box(raw: Any, where: str, known: set[str]) -> BoxPrompt:
     if spaces[0] == "ijk" and any(v != int(v) for v in numbers):
         raise InputError(f"{where}: voxel box has non-integer indices {numbers}", "use whole voxel indices")
     return BoxPrompt(timepoint, numbers, spaces[0])  # type: ignore[arg-type]
+
+
+def _proposals(raw: Any, timepoints: tuple[TimepointSpec, ...], case_dir: Path) -> ProposalSpec | None:
+    if raw is None:
+        return None
+    from DTTLib.segmentation.nnunet_model import PREFIX  # noqa: PLC0415 - light: no torch
+
+    if not isinstance(raw, dict) or not str(raw.get("model", "")).lower().startswith(PREFIX):
+        raise InputError("proposals needs a 'model' of the form \"nnunet:<model folder or catalog id>\"",
+                         'e.g. "proposals": {"model": "nnunet:models/Dataset003_Liver"}')
+    model = str(raw["model"])
+    local = case_dir / model[len(PREFIX):]
+    if model[len(PREFIX):] and local.exists():
+        model = f"{PREFIX}{local.absolute()}"
+    minimum = _number(raw.get("min_volume_mm3", 10.0), "proposals.min_volume_mm3")
+    if minimum < 0:
+        raise InputError("proposals.min_volume_mm3 must be ≥ 0", "give a volume in mm³ (default 10)")
+    known = [t.timepoint_id for t in timepoints]
+    decisions, seen = [], set()
+    entries = raw.get("decisions", [])
+    if not isinstance(entries, list):
+        raise InputError("proposals.decisions must be a list",
+                         'e.g. [{"timepoint": "t1", "proposal": "P2", "decision": "new"}]')
+    for number, entry in enumerate(entries):
+        where = f"proposals.decisions[{number}]"
+        if not isinstance(entry, dict):
+            raise InputError(f"{where} must be an object", '{"timepoint": "t1", "proposal": "P2", "decision": "new"}')
+        timepoint, proposal = str(entry.get("timepoint", "")), str(entry.get("proposal", ""))
+        decision = str(entry.get("decision", ""))
+        if timepoint not in known:
+            raise InputError(f"{where}: timepoint '{timepoint}' is not one of {known}", "use a timepoint id")
+        if not proposal:
+            raise InputError(f"{where} names no proposal", "copy its id (P1, P2, …) from the previous run's report")
+        if decision not in PROPOSAL_DECISIONS:
+            raise InputError(f"{where}: decision '{decision}' is not one of {PROPOSAL_DECISIONS}",
+                             '"new" counts it as a new lesion at that timepoint; "reject" dismisses it')
+        if decision == "new" and timepoint == known[0]:
+            raise InputError(f"{where}: a lesion on the first scan cannot be new",
+                             "give it a box in 'lesions' to measure it, or reject it")
+        if (timepoint, proposal) in seen:
+            raise InputError(f"{where}: {proposal} at {timepoint} is decided twice", "keep one decision")
+        seen.add((timepoint, proposal))
+        decisions.append(ProposalDecision(timepoint, proposal, decision, str(entry.get("reason", ""))))
+    return ProposalSpec(model, minimum, bool(raw.get("mirroring", True)), tuple(decisions))
 
 
 def _therapy(raw: Any) -> tuple[TherapySpec, ...]:

@@ -24,9 +24,10 @@ def _band(curve: Curve, hypothesis: bool) -> Band:
 
 def build_report(state: TwinState, timepoint_labels: list[str], pictures: dict[tuple[str, str], Path],
                  narrative: dict[str, Any], notes: list[str], png_dir: Path, page: Path,
-                 subtitle: str) -> Path:
+                 subtitle: str, proposals: list[Any] = ()) -> Path:
     sections = [_response_section(state, timepoint_labels, png_dir),
                 _lesion_section(state, timepoint_labels, pictures, png_dir),
+                *([_proposal_section(proposals)] if proposals else []),
                 _growth_section(state, png_dir),
                 _narrative_section(narrative)]
     if notes or state.messages:
@@ -68,6 +69,23 @@ def _lesion_section(state: TwinState, labels: list[str], pictures: dict[tuple[st
                                 ["lesion", "timepoint", "day", "LD mm", "SA mm", "volume mm³", "role"], rows))
     for (lesion, label), path in sorted(pictures.items(), key=lambda item: (item[0][0], labels.index(item[0][1]))):
         section.figures.append(Figure(path, f"{lesion} at {label}: outline and RECIST lines (axial)"))
+    return section
+
+
+def _proposal_section(proposals: list[Any]) -> Section:
+    """Every nnU-Net proposal and what became of it: the reader sees what was not counted."""
+    section = Section("Lesion proposals (nnU-Net)", paragraphs=[
+        "An nnU-Net model searched every scan. A proposal near a prompted lesion only placed that lesion's "
+        "box (MedSAM drew the outline); the others are not counted until the reader confirms them in "
+        "case.json (proposals.decisions: \"new\" or \"reject\")."])
+    rows = [[r.timepoint, r.proposal_id, r.status, r.lesion or "—",
+             "—" if r.longest_diameter_mm is None else round(r.longest_diameter_mm, 1), round(r.volume_mm3),
+             round(r.confidence, 2), f"{r.slices[0]}–{r.slices[1]}", r.detail] for r in proposals]
+    section.tables.append(Table("Proposals", ["timepoint", "proposal", "status", "lesion", "LD mm", "volume mm³",
+                                              "confidence", "slices", "detail"], rows))
+    pending = sum(r.status == "unconfirmed" for r in proposals)
+    if pending:
+        section.notes.append(f"{pending} proposal(s) wait for the reader's decision and are not counted.")
     return section
 
 

@@ -42,6 +42,7 @@ class RunOptions:
     device: str | None = None
     db: str | None = None  # store location; default OUT_DIR/store.sqlite
     render: bool = True
+    proposals: str | None = None  # "nnunet:<folder or id>": find lesions on every scan (overrides case.json)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class RunResult:
     cache_misses: int = 0
     notes: list[str] = field(default_factory=list)
     store: Any = None
+    proposals: list[Any] = field(default_factory=list)  # ProposalReview, when case.json asks for nnU-Net
+    proposal_run: dict[str, Any] = field(default_factory=dict)
 
     @property
     def report(self) -> Path:
@@ -65,6 +68,18 @@ def run_case(case_dir: str | Path, out_dir: str | Path, options: RunOptions | No
              progress: Progress = ignore_progress) -> RunResult:
     options = options or RunOptions()
     case = load_case(case_dir)
+    if options.proposals:
+        from dataclasses import replace  # noqa: PLC0415
+
+        from DTTLib.pipeline.case import ProposalSpec  # noqa: PLC0415
+
+        from DTTLib.segmentation.nnunet_model import PREFIX  # noqa: PLC0415
+
+        if not options.proposals.lower().startswith(PREFIX):
+            raise InputError(f"--proposals '{options.proposals}' is not an nnU-Net model",
+                             "give nnunet:<model folder or catalog id>")
+        spec = case.proposals or ProposalSpec(options.proposals)
+        case = replace(case, proposals=replace(spec, model=options.proposals))
     if len(case.timepoints) < 2:
         raise InputError(f"the case has {len(case.timepoints)} timepoint; response and growth need at least 2",
                          "add a follow-up scan to case.json (or use `dtt segment` for one scan)")
@@ -112,14 +127,22 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     from DTTLib.pipeline.segment_step import segment_case  # noqa: PLC0415
     from DTTLib.tracking.registration import register  # noqa: PLC0415
 
+    found, proposal_run = {}, {}
+    if case.proposals is not None:
+        from DTTLib.pipeline.proposal_step import find_case_proposals  # noqa: PLC0415
+
+        found, proposal_run = step("find lesions (nnU-Net)", lambda: find_case_proposals(
+            case, images, digests, cache, progress))
     segmentations, registrations = step("segment", lambda: segment_case(
-        case, images, digests, segmenter, cache, register, progress))
+        case, images, digests, segmenter, cache, register, progress, found))
     notes = [note for s in segmentations.values() for note in s.notes]
+    reviews = _review_proposals(case, found, segmentations, notes)
     notes += [f"registration {moving} → {fixed}: {note}" for (fixed, moving), reg in registrations.items()
               for note in getattr(reg, "notes", [])]
     consecutive = [None] + [registrations.get((a, b)) for a, b in zip(labels, labels[1:])]
+    confirmed_new = {r.timepoint for r in reviews if r.status == "confirmed new"}
     twin, measurements, inputs = step("measure, track, RECIST, growth, what-if",
-                                      lambda: _twin(case, images, segmentations, consecutive, notes))
+                                      lambda: _twin(case, images, segmentations, consecutive, notes, confirmed_new))
     scene = None
     pictures: dict[tuple[str, str], Path] = {}
     masks = {key: s.mask for key, s in segmentations.items()}
@@ -130,7 +153,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     png_dir.mkdir()
     if options.render:
         scene = step("scene", lambda: build_scene(case.patient, labels, days, images, masks, measurements,
-                                                  lesion_ids, twin, "", "pending"))
+                                                  lesion_ids, twin, "", "pending", (found, reviews)))
         pictures = step("render", lambda: _render(scene, measurements, png_dir, notes))
     narrative, prompt_text = step("narrative", lambda: _narrative(twin, labels, pictures))
     mask_files = step("save masks", lambda: _save_masks(staging / "masks", images, segmentations))
@@ -138,14 +161,16 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
                                               if s.found and s.appearance is not None})
     if scene is None:
         scene = step("scene", lambda: build_scene(case.patient, labels, days, images, masks, measurements,
-                                                  lesion_ids, twin, narrative["text"], narrative["backend"]))
+                                                  lesion_ids, twin, narrative["text"], narrative["backend"],
+                                                  (found, reviews)))
     else:
         scene.narrative_node.SetText(narrative["text"])
         scene.narrative_node.SetAttribute("DTT.NarrativeBackend", narrative["backend"])
     from DTTLib.mrml.storage import save_scene_mrb  # noqa: PLC0415
 
     step("save scene", lambda: save_scene_mrb(staging / "scene.mrb"))
-    result = RunResult(out_dir, case, twin, narrative, timings, cache.hits, cache.misses, notes)
+    result = RunResult(out_dir, case, twin, narrative, timings, cache.hits, cache.misses, notes,
+                       proposals=reviews, proposal_run=proposal_run)
     from DTTLib.pipeline.store_step import store_run  # noqa: PLC0415
 
     result.store = step("store", lambda: store_run(
@@ -217,8 +242,19 @@ def _keep_reader_identities(case: CaseSpec, graph: Any, notes: list[str]) -> Non
                          "(centroids > 20 mm apart after registration); kept the reader's lesion id — check it")
 
 
+def _review_proposals(case: CaseSpec, found: dict[str, Any], segmentations: dict, notes: list[str]) -> list[Any]:
+    if not found:
+        return []
+    from DTTLib.pipeline.proposal_step import proposal_notes, review_proposals  # noqa: PLC0415
+
+    reviews = review_proposals(case, found, segmentations)
+    notes.extend(proposal_notes(reviews))
+    return reviews
+
+
 def _twin(case: CaseSpec, images: dict[str, Any], segmentations: dict[tuple[str, str], Any],
-          registrations: list[Any], notes: list[str]) -> tuple[Any, dict, Any]:
+          registrations: list[Any], notes: list[str], confirmed_new: set[str] = frozenset()
+          ) -> tuple[Any, dict, Any]:
     from DTTLib.measurement.diameters import measure_lesion  # noqa: PLC0415
     from DTTLib.twin import build_twin  # noqa: PLC0415
     from DTTLib.twin.from_masks import TimepointMasks, inputs_from_masks  # noqa: PLC0415
@@ -238,7 +274,8 @@ def _twin(case: CaseSpec, images: dict[str, Any], segmentations: dict[tuple[str,
     _keep_reader_identities(case, graph, notes)
     inputs.identity = graph.to_dict()
     for info, timepoint in zip(inputs.timepoints, case.timepoints):
-        if timepoint.new_lesions:
+        # new lesions are the reader's: flagged in case.json, or an nnU-Net proposal they confirmed
+        if timepoint.new_lesions or timepoint.timepoint_id in confirmed_new:
             info.new_lesions = True
     state, _engine = build_twin(inputs)
     measurements = {key: measure_lesion(s.mask, images[key[1]]) for key, s in segmentations.items() if s.found}
@@ -307,9 +344,12 @@ def _write_outputs(staging: Path, result: RunResult, labels: list[str], segmenta
             for t in result.case.timepoints]},
         "segmentations": [{"lesion": lesion, "timepoint": label, "box_ijk": list(s.box.__dict__.values()),
                            "box_source": s.box_source, "found": s.found, "voxels": int(s.mask.sum()),
-                           "window": s.window, "outline": s.outline, "notes": s.notes} for (lesion, label), s in segmentations.items()],
+                           "window": s.window, "outline": s.outline, "proposal": s.proposal or None,
+                           "notes": s.notes} for (lesion, label), s in segmentations.items()],
         "twin": twin.to_dict(),
         "narrative": {k: v for k, v in result.narrative.items() if k != "facts"},
+        "proposals": None if not result.proposal_run else {
+            **result.proposal_run, "items": [r.to_dict() for r in result.proposals]},
         "store": None if result.store is None else {"location": result.store.location, "records": result.store.counts},
         "timings_s": result.timings,
         "notes": result.notes,
@@ -317,7 +357,8 @@ def _write_outputs(staging: Path, result: RunResult, labels: list[str], segmenta
     (staging / "twin.json").write_text(json.dumps(document, indent=1, allow_nan=False, default=_json_default))
     subtitle = (f"{len(labels)} timepoints, {len(result.case.lesions)} lesion(s) prompted; segmentation "
                 f"{options.model}; narrative {result.narrative['backend']}; dtt {__version__}")
-    build_report(twin, labels, pictures, result.narrative, result.notes, png_dir, staging / "report.html", subtitle)
+    build_report(twin, labels, pictures, result.narrative, result.notes, png_dir, staging / "report.html", subtitle,
+                 result.proposals)
 
 
 def _json_default(value: Any) -> Any:

@@ -7,6 +7,7 @@ what Slicer shows.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ class RunScene:
 
 def build_scene(patient: str, timepoint_labels: list[str], days: list[float], images: dict[str, ImageVolume],
                 masks: dict[tuple[str, str], np.ndarray], measurements: dict[tuple[str, str], LesionMeasurement],
-                lesion_ids: list[str], state: TwinState, narrative_text: str, narrative_backend: str) -> RunScene:
+                lesion_ids: list[str], state: TwinState, narrative_text: str, narrative_backend: str,
+                proposals: tuple[dict[str, Any], list[Any]] = ({}, [])) -> RunScene:
     from DTTLib.mrml import get_runtime  # noqa: PLC0415
     from DTTLib.mrml.hierarchy import add_patient, add_timepoint, place_node  # noqa: PLC0415
     from DTTLib.mrml.measurements import store_measurement  # noqa: PLC0415
@@ -72,6 +74,7 @@ def build_scene(patient: str, timepoint_labels: list[str], days: list[float], im
                     stored.short_axis_node.GetDisplayNode().SetPropertiesLabelVisibility(False)
                 for line in entry.lines[lesion]:
                     place_node(line, study)
+        _add_open_proposals(segmentation, volume, label, *proposals)
         for node in (volume, segmentation):
             place_node(node, study)
         nodes[label] = entry
@@ -82,6 +85,20 @@ def build_scene(patient: str, timepoint_labels: list[str], days: list[float], im
                               attributes={"DTT.NarrativeBackend": narrative_backend})
     place_node(narrative, patient_item)
     return RunScene(nodes, twin_nodes, narrative)
+
+
+def _add_open_proposals(segmentation: Any, volume: Any, label: str, found: dict[str, Any], reviews: list[Any]) -> None:
+    """Unconfirmed and reader-confirmed nnU-Net proposals as proposal segments (tagged, yellow),
+    so the reader can review them in Slicer and accept them with DTT Segmentation. Proposals
+    that prompted or overlap a lesion are already that lesion's segment."""
+    open_ids = {r.proposal_id for r in reviews if r.timepoint == label and r.status in ("unconfirmed", "confirmed new")}
+    if label not in found or not open_ids:
+        return
+    from DTTLib.segmentation.nnunet_scene import store_proposals  # noqa: PLC0415
+
+    subset = copy.copy(found[label])
+    subset.proposals = [p for p in found[label].proposals if p.proposal_id in open_ids]
+    store_proposals(subset, volume, segmentation, label)
 
 
 def _display_window(volume_node: Any, image: ImageVolume) -> None:

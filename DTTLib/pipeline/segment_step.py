@@ -3,7 +3,9 @@
 A timepoint without a box for a lesion gets one the way a reader would draw it: the lesion's
 tight box on its widest slice at the nearest segmented timepoint, mapped through the
 registration of the two scans (SimpleITK, rigid then affine), then propagated in 3-D like a
-drawn box. The tracker later checks that the result really is the same lesion.
+drawn box. The tracker later checks that the result really is the same lesion. With nnU-Net
+proposals for that scan (case.json ``proposals``), the proposal nearest to the lesion's
+registered centroid gives the box instead (DTTLib.pipeline.proposal_step).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class LesionSegmentation:
     window: str = "slice"  # how slices were prepared for the model (window_presets.json rules)
     #: how the outline was made: "model", or "model; edges refined on N of M slices" (CT rule)
     outline: str = "model"
+    #: the nnU-Net proposal ("P2") whose box prompted this segmentation; "" when none did
+    proposal: str = ""
 
 
 def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
@@ -62,10 +66,12 @@ def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
 
 def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: dict[str, str],
                  segmenter: Any, cache: StepCache, register: Callable[[ImageVolume, ImageVolume], Any],
-                 progress: Progress = ignore_progress
+                 progress: Progress = ignore_progress, proposals: dict[str, Any] | None = None
                  ) -> tuple[dict[tuple[str, str], LesionSegmentation], dict[tuple[str, str], Any]]:
     """All (lesion, timepoint) segmentations, computed or taken from the cache, and the
-    registrations computed on the way, keyed (fixed timepoint, moving timepoint)."""
+    registrations computed on the way, keyed (fixed timepoint, moving timepoint).
+    ``proposals`` (timepoint → nnU-Net ProposalSet) replace carried-over boxes where one lies
+    within the tracker's cap of the lesion's registered centroid."""
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     results: dict[tuple[str, str], LesionSegmentation] = {}
@@ -88,6 +94,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
         try:
             for done, (lesion, timepoint_id, reference) in enumerate(plan):
                 image = images[timepoint_id]
+                proposal_id = ""
                 if reference is None:
                     prompt = next(p for p in lesion.boxes if p.timepoint_id == timepoint_id)
                     box, source = box_from_prompt(prompt, image), "given"
@@ -96,21 +103,62 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                     box = carried_box(results[(lesion.lesion_id, reference)], images[reference], image,
                                       registrations[(reference, timepoint_id)])
                     source = f"carried from {reference} (registration)"
+                    hit = _proposal_prompt(lesion.lesion_id, timepoint_id, reference, results, images,
+                                           registrations[(reference, timepoint_id)], (proposals or {}).get(timepoint_id))
+                    if hit is not None:
+                        box, source, proposal_id = hit
                 progress(ProgressEvent("segment", f"segmenting {lesion.lesion_id} at {timepoint_id}", done, len(plan)))
                 modality = scan_modality(case, timepoint_id, image)
                 window = segmentation_window(modality, lesion.organ)
                 edges = segmentation_edge_refinement(modality)
+                key = {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
+                       "window": window, "refine_edges": edges,
+                       "model": getattr(segmenter, "name", type(segmenter).__name__)}
+                if proposal_id:
+                    key["prompt"] = source
                 results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
-                    "segment",
-                    {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
-                     "window": window, "refine_edges": edges,
-                     "model": getattr(segmenter, "name", type(segmenter).__name__)},
-                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window, edges))
+                    "segment", key,
+                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window, edges,
+                                         proposal_id))
         except BaseException:
             for future in pending.values():  # a failed run should not wait for unneeded registrations
                 future.cancel()
             raise
     return results, registrations
+
+
+def _proposal_prompt(lesion_id: str, timepoint_id: str, reference: str,
+                     results: dict[tuple[str, str], LesionSegmentation], images: dict[str, ImageVolume],
+                     registration: Any, proposal_set: Any) -> tuple[VoxelBox, str, str] | None:
+    """(box, source, proposal id) from the nnU-Net proposal nearest to the lesion's registered
+    centroid, or None. A proposal already used, or overlapping a lesion already segmented on
+    that scan, belongs to that lesion and is not offered again."""
+    if proposal_set is None or not proposal_set.proposals:
+        return None
+    from DTTLib.pipeline.proposal_step import lesion_centroid_ras, nearest_proposal, proposal_box  # noqa: PLC0415
+
+    centre = lesion_centroid_ras(results[(lesion_id, reference)].mask, images[reference])
+    if centre is None:
+        return None
+    mapped = np.asarray(registration.to_followup([centre]), float)[0]
+    taken = {s.proposal for (_, t), s in results.items() if t == timepoint_id and s.proposal}
+    for (_, t), s in results.items():
+        if t == timepoint_id and s.found:
+            taken |= {proposal_set.proposals[n - 1].proposal_id for n in _proposals_under(proposal_set, s.mask)}
+    hit = nearest_proposal(proposal_set, mapped, taken)
+    if hit is None:
+        return None
+    proposal, distance = hit
+    box = proposal_box(proposal_set, proposal, images[timepoint_id], CARRY_MARGIN_FRACTION, CARRY_MARGIN_MM)
+    source = (f"nnU-Net proposal {proposal.proposal_id} ({distance:.1f} mm from {lesion_id}'s centroid "
+              f"registered from {reference})")
+    return box, source, proposal.proposal_id
+
+
+def _proposals_under(proposal_set: Any, mask: np.ndarray) -> set[int]:
+    """1-based indices of the proposals that share voxels with ``mask``."""
+    order = {p.component: n for n, p in enumerate(proposal_set.proposals, start=1)}
+    return {order[int(c)] for c in np.unique(proposal_set.components[mask.astype(bool)]) if int(c) in order}
 
 
 def carry_plan(case: CaseSpec) -> list[tuple[LesionSpec, str, str | None]]:
@@ -170,7 +218,8 @@ def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: Im
 
 
 def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box: VoxelBox, source: str,
-                 segmenter: Any, window: str = "slice", refine_edges: bool = False) -> LesionSegmentation:
+                 segmenter: Any, window: str = "slice", refine_edges: bool = False,
+                 proposal_id: str = "") -> LesionSegmentation:
     import time  # noqa: PLC0415
 
     from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
@@ -180,11 +229,12 @@ def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box:
     mask = result.mask.astype(np.uint8)
     found = bool(mask.any())
     appearance = _appearance(image, mask, segmenter, window) if found else None
+    kind = "given" if source == "given" else "proposed" if proposal_id else "carried-over"
     notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
-                              f"{'given' if source == 'given' else 'carried-over'} box — recorded as not found; check it"]
+                              f"{kind} box — recorded as not found; check it"]
     return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
                               getattr(segmenter, "name", type(segmenter).__name__), found, notes,
-                              time.perf_counter() - started, appearance, window, result.outline)
+                              time.perf_counter() - started, appearance, window, result.outline, proposal_id)
 
 
 def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any, window: str) -> np.ndarray | None:

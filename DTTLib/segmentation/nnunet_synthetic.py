@@ -40,6 +40,7 @@ class SyntheticCase:
     labels: np.ndarray          # uint8 (k, j, i): 0 background, n = n-th lesion
     lesions: tuple[Ellipsoid, ...]
     organ: np.ndarray           # bool (k, j, i): the organ the lesions lie in
+    organ_shape: Ellipsoid | None = None  # the organ's ellipsoid, to render follow-ups of the same patient
 
     @property
     def mask(self) -> np.ndarray:
@@ -100,6 +101,14 @@ def make_case(seed: int, shape_kji: tuple[int, int, int] = (48, 48, 48),
         count = len(placed)
     if len(placed) != count:
         raise ValueError(f"could not place {count} separate lesions in {shape_kji}")
+    return render_case(rng, shape_kji, spacing_ijk, organ, tuple(placed), f"synthetic_{seed}")
+
+
+def render_case(rng: np.random.Generator, shape_kji: tuple[int, int, int], spacing_ijk: tuple[float, float, float],
+                organ: Ellipsoid, placed: tuple[Ellipsoid, ...], name: str,
+                contrast_hu: float = LESION_CONTRAST_HU) -> SyntheticCase:
+    """The scan of a given organ and lesions (noise and texture from ``rng``): follow-ups of one
+    patient are the same organ with the lesions changed."""
     labels = np.zeros(shape_kji, np.uint8)
     lesion_signal = np.zeros(shape_kji, float)
     for n, lesion in enumerate(placed, start=1):
@@ -107,7 +116,7 @@ def make_case(seed: int, shape_kji: tuple[int, int, int] = (48, 48, 48),
         labels[inside] = n
         lesion_signal += inside
     sigma_vox = [1.0 / s for s in spacing_ijk[::-1]]  # 1 mm partial-volume blur, in (k, j, i) voxels
-    contrast = LESION_CONTRAST_HU * rng.uniform(0.8, 1.2)
+    contrast = contrast_hu * rng.uniform(0.8, 1.2)
     texture = ndimage.gaussian_filter(rng.normal(0, 1, shape_kji), [3.0 / s for s in spacing_ijk[::-1]])
     texture *= TEXTURE_SD_HU / max(texture.std(), 1e-6)
     organ_mask = ellipsoid_mask(shape_kji, spacing_ijk, organ)
@@ -115,8 +124,8 @@ def make_case(seed: int, shape_kji: tuple[int, int, int] = (48, 48, 48),
     values = (FAT_HU + (TISSUE_HU - FAT_HU + rng.normal(0, 5)) * organ_signal + texture
               + contrast * ndimage.gaussian_filter(lesion_signal, sigma_vox)
               + rng.normal(0, NOISE_SD_HU, shape_kji))
-    image = ImageVolume(np.round(values).astype(np.int16), spacing_ijk, name=f"synthetic_{seed}")
-    return SyntheticCase(image, labels, tuple(placed), organ_mask | (labels > 0))
+    image = ImageVolume(np.round(values).astype(np.int16), spacing_ijk, name=name)
+    return SyntheticCase(image, labels, tuple(placed), organ_mask | (labels > 0), organ)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -125,4 +134,4 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-__all__ = ["Ellipsoid", "SyntheticCase", "dice", "ellipsoid_mask", "make_case"]
+__all__ = ["Ellipsoid", "SyntheticCase", "dice", "ellipsoid_mask", "make_case", "render_case"]
