@@ -167,3 +167,25 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
         assert _run(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("dtt fit:")
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b"", "is empty"),                                        # no bytes at all
+    (b"series,time_days,value\n", "no rows"),                 # header only
+    (b"series,time_days,value\r\n\r\n\r\n", "no rows"),       # header and blank lines
+    (b"\xef\xbb\xbfTime_Days,VALUE\n", "no rows"),            # BOM, other case, header only
+    (b"x,y\n1,2\n", "time_days and value"),                   # CSV without the needed columns
+    (b"time_days;value\n0;30\n40;27\n", "time_days and value"),  # semicolon-separated
+    (b'{"time_days": [0, 40], "value": [30, 27]}\n', "time_days and value"),  # JSON, not CSV
+    (b"PK\x03\x04\x14\x00\x06\x00\xff\xfe\x00\x00", "not UTF-8"),  # a spreadsheet (zip), not text
+])
+def test_cli_unusable_table_exits_2_with_one_line_naming_problem_and_fix(tmp_path, capsys, content, problem):
+    p = tmp_path / "t.csv"
+    p.write_bytes(content)
+    for extra in ([], ["--json"]):
+        assert _run([str(p), *extra]) == 2
+        cap = capsys.readouterr()
+        assert cap.out == ""
+        err = cap.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("dtt fit:") and problem in err[0], err
+        assert " — " in err[0]  # problem — fix

@@ -110,15 +110,22 @@ def read_table(path: Path) -> list[dict]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+            if not reader.fieldnames:
+                raise InputError(f"table {path.name} is empty",
+                                 "give a CSV with a header time_days,value (and optionally series) and one row per visit")
+            cols = {c.strip().lower(): c for c in reader.fieldnames if c is not None}
             if "time_days" not in cols or "value" not in cols:
                 raise InputError(f"table {path.name} has columns {reader.fieldnames}",
                                  "it needs time_days and value (and optionally series)")
-            return [{k: r.get(cols[k]) for k in ("series", "time_days", "value") if k in cols} for r in reader]
+            rows = [{k: r.get(cols[k]) for k in ("series", "time_days", "value") if k in cols} for r in reader]
     except UnicodeDecodeError:
         raise InputError(f"table {path.name} is not UTF-8 text", "save it as CSV (UTF-8)") from None
     except csv.Error as exc:
         raise InputError(f"table {path.name} is not valid CSV ({exc})", "fix the file") from None
+    if not rows:
+        raise InputError(f"table {path.name} has a header but no rows",
+                         "add one row per visit: series (optional), time_days, value")
+    return rows
 
 
 def _parse_days(spec: str | None) -> list[float]:
