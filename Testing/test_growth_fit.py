@@ -13,6 +13,7 @@ import pytest
 from DTTLib.growth import criteria
 from DTTLib.growth.cli import add_fit_parser, fit_table, run_fit
 from DTTLib.growth.fit import FitOptions, fit_model, fit_series, fit_values
+from DTTLib.growth import models as growth_models
 from DTTLib.growth.models import get_model
 from DTTLib.growth.series import clean_series
 from DTTLib.growth.uncertainty import calibrate, prediction_intervals
@@ -189,3 +190,60 @@ def test_cli_unusable_table_exits_2_with_one_line_naming_problem_and_fix(tmp_pat
         err = cap.err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("dtt fit:") and problem in err[0], err
         assert " — " in err[0]  # problem — fix
+
+
+def _search_bounds(name, y):
+    """Each parameter's search range from models.json, on the scale it is searched on (log where 'log')."""
+    spec = {m["name"]: m for m in json.loads(Path(growth_models.__file__).with_name("models.json").read_text())["models"]}
+    out = {}
+    for p in spec[name]["params"]:
+        s = float(np.max(y)) if p["scale"] == "value" else 1.0
+        lo, hi = p["lower"] * s, p["upper"] * s
+        out[p["name"]] = (math.log(lo), math.log(hi), True) if p["log"] else (lo, hi, False)
+    return out
+
+
+def test_fit_pinned_at_a_bound_is_flagged_not_just_converged():
+    # a shrinking series: dV/dt = a V^gamma with a > 0 can only grow, so the best power-law fit
+    # pushes a down to its lower bound (and gamma with it) — the optimiser still stops normally
+    t = np.array([0.0, 40, 80, 120, 160])
+    y = np.array([40.0, 33, 29, 27, 26])
+    sf = fit_values(t, y, ["power_law", "exponential", "stein"])
+    pl = sf.fits["power_law"]
+    b = _search_bounds("power_law", y)
+    assert pl.converged  # what the audit saw: converged alone hides the problem
+    assert pl.params["a"] == pytest.approx(math.exp(b["a"][0]), rel=1e-3)
+    assert "a" in pl.at_bound
+    # the flag follows its definition, checked on every fit against the bounds in models.json
+    for name, f in sf.fits.items():
+        if f.convention == "tumgr":
+            continue
+        for pn, v in f.params.items():
+            lo, hi, log = _search_bounds(name, y)[pn]
+            x = math.log(v) if log else v
+            near = min(x - lo, hi - x) <= 1e-4 * (hi - lo)
+            assert (pn in f.at_bound) == near, (name, pn, v, lo, hi)
+    # an exponential decline is well inside the exponential model's range: nothing flagged
+    assert sf.fits["exponential"].at_bound == () and -0.2 < sf.fits["exponential"].params["k"] < 0.5
+    # a fixed parameter sits between bounds a hair apart by construction: it is not reported
+    fx = fit_model("exponential", t, y, FitOptions(fixed={"y0": 40.0}))
+    assert "y0" not in fx.at_bound
+    # tumgr convention, bounds [0, 1]: a pure decline leaves no regrowth, g = 0 exactly at its bound
+    td = np.array([0.0, 30, 60, 90, 120])
+    st = fit_model("stein", td, 50 * np.exp(-0.01 * td), FitOptions(stein_convention="tumgr"))
+    assert st.params["g"] == pytest.approx(0.0, abs=1e-6) and st.at_bound == ("g",)
+
+
+def test_cli_json_reports_at_bound_and_what_converged_means(tmp_path, capsys):
+    p = tmp_path / "t.csv"
+    p.write_text("series,time_days,value\nA,0,40\nA,40,33\nA,80,29\nA,120,27\nA,160,26\n")
+    assert _run([str(p), "--models", "power_law,exponential", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    m = out["series"][0]["models"]
+    assert "a" in m["power_law"]["at_bound"] and m["power_law"]["converged"] is True
+    assert m["exponential"]["at_bound"] == []
+    assert "at_bound" in out["at_bound_note"] and "converged" in out["at_bound_note"]
+    assert _run([str(p), "--models", "power_law,exponential"]) == 0
+    text = capsys.readouterr().out
+    line = next(s for s in text.splitlines() if s.strip().startswith("power_law"))
+    assert "at bound: a" in line

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from DTTLib.errors import DTTError, InputError
-from DTTLib.growth.fit import FitOptions, SeriesFit, fit_series
+from DTTLib.growth.fit import AT_BOUND_RTOL, FitOptions, SeriesFit, fit_series
 from DTTLib.growth.models import get_model, parse_model_list
 from DTTLib.growth.priors import PopulationPrior
 from DTTLib.growth.series import clean_series, group_rows
@@ -24,6 +24,10 @@ from DTTLib.growth.uncertainty import Calibration, prediction_intervals
 
 _CAL_FILE = Path(__file__).with_name("calibration.json")
 ERROR_MODEL = "proportional: least squares on ln(value + offset)"
+AT_BOUND_NOTE = (f"converged: the optimiser stopped normally. at_bound: free parameters within {AT_BOUND_RTOL:g} "
+                 "of their search range (log scale for log-searched parameters) of a bound; the data pull beyond "
+                 "it, so such a value is a limit, not an estimate. Fits at a bound keep their Akaike weight "
+                 "(a bound such as g = 0 or lam = 0 is often a natural value)")
 
 
 def default_calibration(unit: str) -> Calibration | None:
@@ -47,7 +51,8 @@ def _series_record(sf: SeriesFit, predict_days: Sequence[float], cal: Calibratio
             "params": {k: _num(v) for k, v in f.params.items()},
             "param_units": {p.name: p.unit.replace("value", sf.series.unit) for p in m.params},
             "aic": _num(f.aic), "aicc": _num(f.aicc), "bic": _num(f.bic),
-            "akaike_weight": f.akaike_weight, "converged": f.converged, "used_prior": f.used_prior,
+            "akaike_weight": f.akaike_weight, "converged": f.converged, "at_bound": list(f.at_bound),
+            "used_prior": f.used_prior,
             "convention": f.convention, "ensemble_excluded": f.excluded or None}
     if predict_days and (sf.fits or sf.series.status == "constant values"):
         iv = prediction_intervals(sf, predict_days, cal)
@@ -99,6 +104,7 @@ def fit_table(rows: Iterable[dict], models: Sequence[str] | str | None = "all",
                     if pr:
                         fits[i] = fit_series(sf.series, names, opts, priors=pr)
     return {"unit": unit, "error_model": ERROR_MODEL, "models": names, "stein_convention": stein_convention,
+            "at_bound_note": AT_BOUND_NOTE,
             "calibration": cal.to_dict() if cal else None,
             "series": [_series_record(sf, list(predict_days), cal) for sf in fits]}
 
@@ -176,7 +182,8 @@ def run_fit(args: argparse.Namespace) -> int:
         for name, m in s["models"].items():
             ps = ", ".join(f"{k}={_fmt(v)}" for k, v in m["params"].items())
             print(f"  {name:24s} w={m['akaike_weight']:.3f} AIC={_fmt(m['aic'])} BIC={_fmt(m['bic'])} "
-                  f"{'ok' if m['converged'] else 'NOT CONVERGED'}  {ps}"
+                  f"{'ok' if m['converged'] else 'NOT CONVERGED'}"
+                  + (f" (at bound: {', '.join(m['at_bound'])})" if m["at_bound"] else "") + f"  {ps}"
                   + (f"  [not in ensemble: {m['ensemble_excluded']}]" if m["ensemble_excluded"] else ""))
         if s["selected"]:
             print(f"  selected: {s['selected']} (by {s['criterion']})")
