@@ -292,3 +292,34 @@ def test_extrapolation_guard_stops_a_runaway_spread():
     unguarded = spread_bounds({k: v for k, v in sp.items() if k != "guard"}, X, z, 1.0)
     assert unguarded["hi80"][0] == pytest.approx(bd["hi80"][0])  # in range: unchanged
     assert unguarded["hi80"][2] > 1e30 > 1e3 > bd["hi80"][2]
+
+
+def test_cli_json_says_which_mean_is_the_blend_and_which_the_ensemble():
+    from DTTLib.growth.models import get_model
+    rng = np.random.default_rng(5)
+    cal = learn_blend(_cases(rng, 60, 0.0, 0.1))
+    rows = [{"series": "A", "time_days": d, "value": v} for d, v in ((0, 30), (42, 27), (84, 26), (126, 29))]
+    rows += [{"series": "C", "time_days": d, "value": 12} for d in (0, 42, 84)]  # constant series
+    out = fit_table(rows, "exponential,gompertz", [168.0, 60.0], calibration=cal)
+    a, const = out["series"]
+    p_future, p_past = a["predictions"]
+    # the ensemble mean, recomputed from the reported parameters and Akaike weights alone
+    def ensemble(day):
+        ws = {m: r["akaike_weight"] for m, r in a["models"].items() if r["akaike_weight"] > 0}
+        return sum(w * float(get_model(m).predict(np.array([day]), np.array(list(a["models"][m]["params"].values())))[0])
+                   for m, w in ws.items()) / sum(ws.values())
+    for p in (p_future, p_past):
+        assert p["ensemble_mean"] == pytest.approx(ensemble(p["day"]), rel=1e-9)
+        assert p["ensemble_mean"] == p["how"]["ensemble_mean"]  # the nested key stays for old readers
+    # after the last visit "mean" is the blend, and says so; it differs from the ensemble mean
+    assert p_future["method"] == "blend of ensemble and last value" and p_future["how"]["method"] == "blend"
+    w, c = p_future["how"]["weight_last_observation"], 1.0
+    assert p_future["mean"] == pytest.approx(
+        math.exp(w * math.log(29 + c) + (1 - w) * math.log(p_future["ensemble_mean"] + c)) - c, rel=1e-9)
+    assert abs(p_future["mean"] - p_future["ensemble_mean"]) > 1e-6
+    # before it, "mean" is the ensemble itself
+    assert p_past["method"] == "Akaike-weighted ensemble mean" and p_past["mean"] == pytest.approx(p_past["ensemble_mean"])
+    # a constant series forecasts its value
+    assert const["status"] == "constant values"
+    for p in const["predictions"]:
+        assert p["method"] == "last value (constant series)" and p["mean"] == pytest.approx(12.0)

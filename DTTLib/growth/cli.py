@@ -19,11 +19,15 @@ from DTTLib.errors import DTTError, InputError
 from DTTLib.growth.fit import AT_BOUND_RTOL, FitOptions, SeriesFit, fit_series
 from DTTLib.growth.models import get_model, parse_model_list
 from DTTLib.growth.priors import PopulationPrior
-from DTTLib.growth.series import clean_series, group_rows
+from DTTLib.growth.series import STATUS_CONSTANT, clean_series, group_rows
 from DTTLib.growth.uncertainty import Calibration, prediction_intervals
 
 _CAL_FILE = Path(__file__).with_name("calibration.json")
 ERROR_MODEL = "proportional: least squares on ln(value + offset)"
+# what a forecast's "mean" is (its "method"); the Akaike ensemble alone is always "ensemble_mean"
+MEAN_BLEND = "blend of ensemble and last value"
+MEAN_ENSEMBLE = "Akaike-weighted ensemble mean"
+MEAN_CONSTANT = "last value (constant series)"
 AT_BOUND_NOTE = (f"converged: the optimiser stopped normally. at_bound: free parameters within {AT_BOUND_RTOL:g} "
                  "of their search range (log scale for log-searched parameters) of a bound; the data pull beyond "
                  "it, so such a value is a limit, not an estimate. Fits at a bound keep their Akaike weight "
@@ -54,7 +58,7 @@ def _series_record(sf: SeriesFit, predict_days: Sequence[float], cal: Calibratio
             "akaike_weight": f.akaike_weight, "converged": f.converged, "at_bound": list(f.at_bound),
             "used_prior": f.used_prior,
             "convention": f.convention, "ensemble_excluded": f.excluded or None}
-    if predict_days and (sf.fits or sf.series.status == "constant values"):
+    if predict_days and (sf.fits or sf.series.status == STATUS_CONSTANT):
         iv = prediction_intervals(sf, predict_days, cal)
         last_day = float(sf.series.t[-1]) if sf.series.n else None
         last_val = float(sf.series.y[-1]) if sf.series.n else None
@@ -74,9 +78,12 @@ def _series_record(sf: SeriesFit, predict_days: Sequence[float], cal: Calibratio
                                   f"c = {sf.options.offset:g}, w = logistic(beta . [{', '.join(cal.blend['features'])}]), "
                                   f"beta = {[round(b, 4) for b in cal.blend['beta']]}, n = {sf.series.n}, "
                                   f"h = {float(t) - last_day:g} d")
-            rec["predictions"].append({"day": float(t), "mean": _num(iv.mean[i]), "lo80": _num(iv.lo80[i]),
-                                       "hi80": _num(iv.hi80[i]), "lo95": _num(iv.lo95[i]), "hi95": _num(iv.hi95[i]),
-                                       "how": how})
+            method = (MEAN_CONSTANT if sf.series.status == STATUS_CONSTANT
+                      else MEAN_BLEND if blended else MEAN_ENSEMBLE)
+            rec["predictions"].append({"day": float(t), "mean": _num(iv.mean[i]), "method": method,
+                                       "ensemble_mean": how["ensemble_mean"],
+                                       "lo80": _num(iv.lo80[i]), "hi80": _num(iv.hi80[i]),
+                                       "lo95": _num(iv.lo95[i]), "hi95": _num(iv.hi95[i]), "how": how})
     return rec
 
 
@@ -190,6 +197,6 @@ def run_fit(args: argparse.Namespace) -> int:
         for p in s["predictions"]:
             h = p["how"]
             print(f"  day {p['day']:g}: mean {_fmt(p['mean'])} 80% [{_fmt(p['lo80'])}, {_fmt(p['hi80'])}] "
-                  f"95% [{_fmt(p['lo95'])}, {_fmt(p['hi95'])}]  ({h['method']}: ensemble {_fmt(h['ensemble_mean'])}, "
-                  f"weight of last value {h['weight_last_observation']:.2f})")
+                  f"95% [{_fmt(p['lo95'])}, {_fmt(p['hi95'])}]  (mean = {p['method']}; ensemble mean "
+                  f"{_fmt(p['ensemble_mean'])}, weight of last value {h['weight_last_observation']:.2f})")
     return 0
