@@ -6,14 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from test_twin_assembly import five_timepoints
+from test_twin_assembly import M, five_timepoints
 
 from DTTLib.errors import InputError
 from DTTLib.mrml.plots import SeriesSpec, add_chart, chart_series, update_series
 from DTTLib.mrml.storage import load_scene_mrb, save_scene_mrb
 from DTTLib.mrml.tables import rows_from_table_node
 from DTTLib.mrml.twin_nodes import find_twin_nodes, load_twin_state, publish_twin, update_whatif_curve
-from DTTLib.twin import WhatIfControls, build_twin
+from DTTLib.twin import TherapyEntry, TimepointInfo, TwinInputs, WhatIfControls, build_twin
 
 
 def _same(a, b):
@@ -35,7 +35,11 @@ def test_twin_nodes_show_the_right_numbers_and_reload_from_mrb(mrml, tmp_path, t
     assert sod["SOD (target lesions)"]["y"] == pytest.approx(observed)
     nadir = min(observed)
     assert sod["PR threshold: -30 % of baseline SOD"]["y"] == pytest.approx([0.7 * observed[0]] * 2)
-    assert sod["PD threshold: +20 % and +5 mm over nadir"]["y"] == pytest.approx([max(1.2 * nadir, nadir + 5)] * 2)
+    # PD: each visit against the nadir of the visits before it, drawn as steps ending at each visit
+    prior_nadirs = [min(observed[:i]) for i in range(1, len(observed))]
+    pd = sod["PD threshold: +20 % and +5 mm over the nadir of the earlier visits"]
+    assert pd["y"][1::2] == pytest.approx([max(1.2 * n, n + 5) for n in prior_nadirs])
+    assert pd["x"][1::2] == [t["day"] for t in state.recist["timepoints"][1:]]
     assert sod["Nadir"]["y"] == pytest.approx([nadir])
     # waterfall: best % change per lesion, largest first, computed here from the raw measurements
     lds = {}
@@ -93,3 +97,41 @@ def test_generic_chart_checks_its_input(mrml):
     assert chart_series(chart)[0]["y"] == [1, 2, 3]
     with pytest.raises(InputError, match="one y per x"):
         add_chart("d", [SeriesSpec("s", [0, 1], [2])])
+
+
+def _expected_pd_thresholds(sod):
+    """RECIST 1.1 §4.3.1, written out: visit i is PD at SOD >= 1.2 x nadir and >= nadir + 5 mm,
+    nadir = the smallest SOD of visits 0..i-1 (baseline included)."""
+    out = [None]
+    for i in range(1, len(sod)):
+        nadir = min(sod[:i])
+        out.append(max(1.2 * nadir, nadir + 5.0))
+    return out
+
+
+def test_pd_threshold_uses_the_nadir_of_earlier_visits_not_the_overall_minimum(mrml):
+    # one target lesion, so SOD = its LD. Day 84 is PD against the nadir so far (30 mm: 40 >= 36 and
+    # >= 35); the smallest SOD of all visits (20 mm) only comes later, at day 126
+    days = [0.0, 42, 84, 126, 168]
+    sods = [50.0, 30.0, 40.0, 20.0, 26.0]
+    inputs = TwinInputs("PNADIR", [TimepointInfo(d) for d in days],
+                        [M("L1", i, v, organ="liver") for i, v in enumerate(sods)], [TherapyEntry(0.0)])
+    state, _ = build_twin(inputs)
+    assert [t["sod_mm"] for t in state.recist["timepoints"]] == sods
+    expected = _expected_pd_thresholds(sods)
+    assert expected[2] == pytest.approx(36.0) and expected[4] == pytest.approx(25.0)  # 20 %, then 5 mm rule
+    assert state.recist["timepoints"][2]["target_response"] == "PD"  # the engine agrees day 84 is PD
+    nodes = publish_twin(state)
+    pd = {s["name"]: s for s in chart_series(nodes["sod"])}[
+        "PD threshold: +20 % and +5 mm over the nadir of the earlier visits"]
+    # steps: between visit i-1 and visit i at visit i's threshold
+    assert pd["x"] == [days[0], days[1], days[1], days[2], days[2], days[3], days[3], days[4]]
+    assert pd["y"] == pytest.approx([e for e in expected[1:] for _ in (0, 1)])
+    # at the PD visit the threshold is the one from the earlier nadir, not 1.2 x 20 / 20 + 5 = 25 mm
+    at_84 = [y for x, y in zip(pd["x"], pd["y"]) if x == 84.0][0]
+    assert at_84 == pytest.approx(36.0) and sods[2] >= at_84
+    pr = {s["name"]: s for s in chart_series(nodes["sod"])}["PR threshold: -30 % of baseline SOD"]
+    assert pr["y"] == pytest.approx([0.7 * 50.0] * 2)
+    rows = rows_from_table_node(nodes["recist"])
+    assert math.isnan(rows[0]["pd_threshold_mm"]) or rows[0]["pd_threshold_mm"] is None
+    assert [r["pd_threshold_mm"] for r in rows[1:]] == pytest.approx(expected[1:])

@@ -72,3 +72,31 @@ def test_missing_figure_is_refused(tmp_path):
     report = Report("t", "s", [Section("x", figures=[Figure(tmp_path / "nope.png", "missing")])])
     with pytest.raises(FileNotFoundError):
         write_report(report, tmp_path / "r.html")
+
+
+def test_sod_chart_pd_threshold_steps_with_the_nadir_of_earlier_visits(tmp_path, monkeypatch):
+    """The PD line a reader compares each visit with is ≥ 1.2 × and ≥ 5 mm over the smallest SOD of
+    the visits before it (baseline included) — here day 84 is PD against 30 mm although the smallest
+    SOD of all (20 mm, day 126) comes later. A not-evaluable visit (None) changes no nadir."""
+    from DTTLib.report import charts
+
+    figs = []
+    real_save = charts._save
+    monkeypatch.setattr(charts, "_save", lambda fig, path: (figs.append(fig), real_save(fig, path))[1])
+    days = [0.0, 42, 63, 84, 126, 168]
+    sod = [50.0, 30.0, None, 40.0, 20.0, 26.0]
+    sod_timeline(days, sod, tmp_path / "sod.png")
+    (ax,) = figs[0].axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    pd_line = next(ln for label, ln in lines.items() if "PD" in label)
+    x, y = (np.asarray(v, float) for v in pd_line.get_data())
+    measured = [(d, v) for d, v in zip(days, sod) if v is not None]
+    for i in range(1, len(measured)):
+        nadir = min(v for _, v in measured[:i])
+        want = max(1.2 * nadir, nadir + 5.0)
+        # the step that ends at this visit comes from the previous measured visit at this height
+        j = np.flatnonzero((x[1:] == measured[i][0]) & (x[:-1] == measured[i - 1][0]))
+        assert j.size == 1 and y[j[0]] == pytest.approx(want) and y[j[0] + 1] == pytest.approx(want)
+    assert y[np.flatnonzero(x == 84.0)[0]] == pytest.approx(36.0)
+    pr_line = next(ln for label, ln in lines.items() if "PR" in label)
+    assert np.asarray(pr_line.get_ydata(), float) == pytest.approx([0.7 * 50.0] * 2)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from DTTLib.response.target_response import pd_threshold_curve
+
 #: Colours that stay distinguishable for colour-blind readers (Okabe–Ito).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
@@ -51,7 +53,9 @@ class GrowthChart:
 
 def sod_timeline(days: Sequence[float], sod_mm: Sequence[float | None], path: Path,
                  title: str = "Sum of target diameters") -> Path:
-    """SOD over time with the RECIST lines: −30 % of baseline (PR) and +20 % of the nadir (PD)."""
+    """SOD over time with the RECIST lines: −30 % of baseline (PR) and the PD threshold, a step
+    curve: each visit is judged against the nadir of the visits before it (baseline included),
+    ≥ +20 % and ≥ +5 mm over it (``pd_threshold_curve``); the marker is the smallest SOD on study."""
     plt = _pyplot()
     days_a = np.asarray(days, float)
     sod = np.array([np.nan if v is None else v for v in sod_mm], float)
@@ -61,9 +65,11 @@ def sod_timeline(days: Sequence[float], sod_mm: Sequence[float | None], path: Pa
     if finite.any():
         baseline = sod[finite][0]
         ax.axhline(0.7 * baseline, color=PALETTE[2], ls="--", lw=1, label="−30 % of baseline (PR)")
+        px, py = pd_threshold_curve(days_a[finite].tolist(), sod[finite].tolist())
+        if px:
+            ax.plot(px, py, color=PALETTE[1], ls="--", lw=1, label="+20 % and +5 mm over earlier nadir (PD)")
         nadir_index = int(np.nanargmin(np.where(finite, sod, np.nan)))
         nadir = sod[nadir_index]
-        ax.axhline(1.2 * nadir, color=PALETTE[1], ls="--", lw=1, label="+20 % of nadir (PD)")
         ax.plot([days_a[nadir_index]], [nadir], "v", color=PALETTE[1], ms=9, label="nadir")
     ax.set_xlabel("day")
     ax.set_ylabel("mm")

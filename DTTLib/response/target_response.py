@@ -22,7 +22,7 @@ achieved PD status, regardless of the missing lesion").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from DTTLib.response.rules import RULES, RecistRules, is_at_least, is_at_most
 from DTTLib.response.sod import SumOfDiameters
@@ -40,6 +40,34 @@ def meets_pd(total_mm: float, nadir_mm: float, rules: RecistRules = RULES) -> bo
     """PD by sum: ≥ 20 % over the nadir and ≥ 5 mm over the nadir (§4.3.1)."""
     return (is_at_least(total_mm, rules.pd_min_fraction_of_nadir * nadir_mm, rules)
             and is_at_least(total_mm - nadir_mm, rules.pd_min_absolute_increase_mm, rules))
+
+
+def pd_threshold_mm(nadir_mm: float, rules: RecistRules = RULES) -> float:
+    """Smallest SOD that is PD against this nadir: ≥ 1.2 × nadir and ≥ nadir + 5 mm (§4.3.1)."""
+    return max(rules.pd_min_fraction_of_nadir * nadir_mm, nadir_mm + rules.pd_min_absolute_increase_mm)
+
+
+def pd_threshold_curve(days: Sequence[float], sod_mm: Sequence[float | None],
+                       rules: RecistRules = RULES) -> tuple[list[float], list[float]]:
+    """The PD threshold over time, as a step curve through the measured visits.
+
+    A visit is judged against the nadir of the visits before it (baseline included), not the
+    smallest SOD on study, so the threshold steps down after each new nadir. Between two
+    measured visits ``d[i-1]`` and ``d[i]`` (not-evaluable visits, ``None``, skipped: they change
+    no nadir) the curve is ``pd_threshold_mm(min(SOD up to d[i-1]))``: it reaches ``d[i]`` at the
+    threshold that visit is judged against. Returns the points ``(x, y)``, two per interval;
+    empty with fewer than two measured visits.
+    """
+    pts = [(float(d), float(v)) for d, v in zip(days, sod_mm) if v is not None and v == v]
+    xs: list[float] = []
+    ys: list[float] = []
+    nadir = None
+    for (d_prev, v_prev), (d, _) in zip(pts, pts[1:]):
+        nadir = v_prev if nadir is None else min(nadir, v_prev)
+        thr = pd_threshold_mm(nadir, rules)
+        xs += [d_prev, d]
+        ys += [thr, thr]
+    return xs, ys
 
 
 def meets_pr(total_mm: float, baseline_mm: float, rules: RecistRules = RULES) -> bool:

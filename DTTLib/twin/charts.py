@@ -7,6 +7,7 @@ traces back to a measurement; ``DTTLib.mrml.twin_nodes`` turns these into plot n
 from __future__ import annotations
 
 from DTTLib.mrml.plots import SeriesSpec
+from DTTLib.response.target_response import pd_threshold_curve
 from DTTLib.twin.records import Curve, TwinState
 
 TOO_SMALL_MM = 5.0
@@ -21,23 +22,31 @@ def _sod_points(state: TwinState) -> tuple[list[float], list[float]]:
     return [float(t["day"]) for t in tps], [float(t["sod_mm"]) for t in tps]
 
 
+PD_STEP_NAME = "PD threshold: +20 % and +5 mm over the nadir of the earlier visits"
+
+
 def sod_timeline(state: TwinState) -> list[SeriesSpec]:
-    """SOD over time, the PR line (−30 % of baseline), the PD line (+20 % and ≥ +5 mm over the
-    nadir) and the nadir itself."""
+    """SOD over time, the PR line (−30 % of baseline), the PD threshold and the nadir.
+
+    The PD threshold is a step curve: each visit is judged against the nadir of the visits
+    before it (baseline included), ≥ 1.2 × that nadir and ≥ nadir + 5 mm (RECIST 1.1 §4.3.1), so
+    a line at the smallest SOD of all visits would be wrong for every visit before that minimum.
+    The nadir marker is the smallest SOD on study."""
     days, sod = _sod_points(state)
     if not days:
         return []
     span = [days[0], days[-1] if days[-1] > days[0] else days[0] + 1.0]
     nadir = min(sod)
     nadir_day = days[sod.index(nadir)]
-    pd = max(1.2 * nadir, nadir + 5.0)
-    return [SeriesSpec("SOD (target lesions)", days, sod, "line", BLACK, role="observed"),
-            SeriesSpec("SOD measured", days, sod, "points", BLACK, role="observed"),
-            SeriesSpec("PR threshold: -30 % of baseline SOD", span, [0.7 * sod[0]] * 2, "line", GREEN, "dash",
-                       role="threshold"),
-            SeriesSpec("PD threshold: +20 % and +5 mm over nadir", span, [pd, pd], "line", RED, "dash",
-                       role="threshold"),
-            SeriesSpec("Nadir", [nadir_day], [nadir], "points", BLUE, role="nadir")]
+    specs = [SeriesSpec("SOD (target lesions)", days, sod, "line", BLACK, role="observed"),
+             SeriesSpec("SOD measured", days, sod, "points", BLACK, role="observed"),
+             SeriesSpec("PR threshold: -30 % of baseline SOD", span, [0.7 * sod[0]] * 2, "line", GREEN, "dash",
+                        role="threshold")]
+    px, py = pd_threshold_curve(days, sod)
+    if px:
+        specs.append(SeriesSpec(PD_STEP_NAME, px, py, "line", RED, "dash", role="threshold"))
+    specs.append(SeriesSpec("Nadir", [nadir_day], [nadir], "points", BLUE, role="nadir"))
+    return specs
 
 
 def lesion_changes(state: TwinState) -> dict[str, list[tuple[float, float]]]:
