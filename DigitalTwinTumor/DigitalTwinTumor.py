@@ -58,34 +58,55 @@ class DigitalTwinTumor(ScriptedLoadableModule):
 # DigitalTwinTumorParameterNode
 #
 
+#: RECIST non-target assessments a timepoint can have (DTTLib.response.records.NON_TARGET_VALUES).
+NON_TARGET_CHOICES = ("none", "CR", "nonCR_nonPD", "PD", "NE")
+#: New lesions at a follow-up: as lesion tracking finds them, or the reader's yes / no.
+NEW_LESION_CHOICES = ("tracking", "yes", "no")
+#: Day of a timepoint added after the last one, and of the default follow-up.
+FOLLOW_UP_INTERVAL_DAYS = 56.0
+MAX_DAY = 3650.0
+#: Segment tags this module reads for a lesion's organ ("liver") and nodal status ("1" / "0"); the
+#: lesion organ table overrides them, and a segment without them is described by its terminology.
+ORGAN_TAG, NODAL_TAG = "DTT.Organ", "DTT.Nodal"
+
 
 @parameterNodeWrapper
 class DigitalTwinTumorParameterNode:
     """
-    baselineVolume / followUpVolume - the scans of the first and a later timepoint.
-    baselineSegmentation / followUpSegmentation - their lesion segmentations (one segment per lesion).
-    followUpDay - days from the baseline scan to the follow-up scan.
+    timepointVolumes, timepointSegmentations, timepointDays, timepointNonTargets, timepointNewLesions -
+        one entry per timepoint, baseline first: its scan, its lesion segmentation (one segment per
+        lesion), days from baseline (the baseline is day 0), its RECIST non-target assessment
+        (NON_TARGET_CHOICES) and whether it has new lesions (NEW_LESION_CHOICES). The timepoints
+        table edits them; the volumes and segmentations are node references, so they follow the
+        nodes when a scene is saved and loaded again.
+    lesionAnatomy - JSON {lesion id: {"organ": text, "nodal": bool}}: the organ and nodal status the
+        user set in the lesion organ table. A lesion not listed takes them from its segment (the
+        DTT.Organ / DTT.Nodal segment tags, else the anatomic region of its terminology).
     patientName - name of the patient item in the subject hierarchy (pseudonymous).
     therapyLog - "start-end:level; ..." in days from baseline (empty end = ongoing).
-    followUpNonTarget - non-target assessment at follow-up (none, CR, nonCR_nonPD, PD, NE).
-    registerScans - register the follow-up to the baseline before matching lesions.
+    registerScans - register each scan to the one before it, then match lesions.
+    immunotherapy, confirmationRequired, minSdDays - RECIST settings: iRECIST for immunotherapy, PR/CR
+        only when confirmed at a later scan, and the minimum days from baseline for stable disease.
     shiftWeeks, effectMultiplier, holidayStart/End, resistanceDay, naturalHistory - what-if controls.
     overrideAction, overrideSources, overrideTargets, overrideReason - a tracking correction.
 
-    followUpNonTarget and overrideAction are shown in plain combo boxes that the widget keeps in
-    sync itself: connectGui binds a combo box to a str only with a Choice annotation, and
-    without one it raises, which would stop the module from opening.
+    The timepoint lists, lesionAnatomy and overrideAction are edited by widgets that the widget keeps
+    in sync itself: connectGui binds a combo box to a str only with a Choice annotation (without one
+    it raises, which would stop the module from opening), and it binds no tables.
     """
 
-    baselineVolume: vtkMRMLScalarVolumeNode
-    followUpVolume: vtkMRMLScalarVolumeNode
-    baselineSegmentation: vtkMRMLSegmentationNode
-    followUpSegmentation: vtkMRMLSegmentationNode
-    followUpDay: Annotated[float, WithinRange(1, 3650)] = 56
+    timepointVolumes: list[vtkMRMLScalarVolumeNode]
+    timepointSegmentations: list[vtkMRMLSegmentationNode]
+    timepointDays: list[float]
+    timepointNonTargets: list[str]
+    timepointNewLesions: list[str]
+    lesionAnatomy: str = "{}"
     patientName: str = "Patient"
     therapyLog: str = "0-:1"
-    followUpNonTarget: str = "none"
     registerScans: bool = True
+    immunotherapy: bool = False
+    confirmationRequired: bool = False
+    minSdDays: Annotated[float, WithinRange(0, 365)] = 42
     shiftWeeks: Annotated[float, WithinRange(-26, 26)] = 0
     effectMultiplier: Annotated[float, WithinRange(0, 4)] = 1
     holidayStart: Annotated[float, WithinRange(0, 3650)] = 0
@@ -104,12 +125,19 @@ class DigitalTwinTumorParameterNode:
 
 
 class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    # columns of the timepoints and lesion organ tables (their headers are in the .ui)
+    TIMEPOINT_COLUMNS = ("volume", "segmentation", "day", "nonTarget", "newLesions")
+    LESION_COLUMN, ORGAN_COLUMN, NODAL_COLUMN = range(3)
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._timepointWidgets = []  # one dict of cell widgets per row of the timepoints table
+        self._updatingTimepoints = False
+        self._anatomyShown = None  # (segmentation node ids, lesionAnatomy) the organ table shows
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -125,10 +153,13 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         self._openingRun = False
         self._lastControls = None
-        self._comboBoxParameters = {"followUpNonTarget": self.ui.nonTargetComboBox,
-                                    "overrideAction": self.ui.overrideActionComboBox}
+        self._comboBoxParameters = {"overrideAction": self.ui.overrideActionComboBox}
         for comboBox in self._comboBoxParameters.values():
             comboBox.connect("currentIndexChanged(int)", self._onComboBoxChanged)
+        self.ui.addTimepointButton.connect("clicked(bool)", self.onAddTimepointButton)
+        self.ui.removeTimepointButton.connect("clicked(bool)", self.onRemoveTimepointButton)
+        self.ui.refreshLesionsButton.connect("clicked(bool)", self.onRefreshLesionsButton)
+        self.ui.lesionAnatomyTableWidget.connect("cellChanged(int,int)", self._onLesionAnatomyEdited)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.buildTwinButton.connect("clicked(bool)", self.onBuildTwinButton)
         self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
@@ -158,6 +189,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._lastControls = None
         self.ui.lesionTableView.setMRMLTableNode(None)
         self.ui.recistTableView.setMRMLTableNode(None)
+        self.ui.lesionAnatomyTableWidget.setRowCount(0)
+        self._anatomyShown = None
         self.ui.openReportButton.enabled = False
         self.ui.statusLabel.text = ""
         self.ui.whatIfLabel.text = ""
@@ -185,7 +218,11 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             logging.exception("DigitalTwinTumor: restoring the twin from the scene failed")
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        node = self.logic.getParameterNode()
+        if len(node.timepointDays) < 2:
+            # a new parameter node, or one saved by the two-scan version of this module
+            self._writeTimepoints(self.logic.defaultTimepoints(node.parameterNode), node)
+        self.setParameterNode(node)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -212,16 +249,220 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if index >= 0 and comboBox.currentIndex != index:
                 comboBox.currentIndex = index
 
+    # -- timepoints table: a row per timepoint, each cell a widget; the parameter node holds the values
+
+    def _timepoints(self, node=None) -> list:
+        """The parameter node's timepoints as dicts (lists shorter than the days are padded)."""
+        node = node or self._parameterNode
+        days = [float(day) for day in node.timepointDays]
+
+        def padded(values, fill):
+            values = list(values)
+            return (values + [fill] * len(days))[:len(days)]
+
+        return [{"volume": volume, "segmentation": segmentation, "day": day, "nonTarget": nonTarget,
+                 "newLesions": newLesions}
+                for volume, segmentation, day, nonTarget, newLesions in zip(
+                    padded(node.timepointVolumes, None), padded(node.timepointSegmentations, None), days,
+                    padded(node.timepointNonTargets, "none"), padded(node.timepointNewLesions, "tracking"))]
+
+    def _writeTimepoints(self, timepoints, node=None) -> None:
+        """All five lists in one modification, so observers never see them with different lengths."""
+        node = node or self._parameterNode
+        with slicer.util.NodeModify(node.parameterNode):
+            node.timepointVolumes = [t["volume"] for t in timepoints]
+            node.timepointSegmentations = [t["segmentation"] for t in timepoints]
+            node.timepointDays = [float(t["day"]) for t in timepoints]
+            node.timepointNonTargets = [t["nonTarget"] for t in timepoints]
+            node.timepointNewLesions = [t["newLesions"] for t in timepoints]
+
+    def _newNodeSelector(self, nodeType: str, toolTip: str):
+        selector = slicer.qMRMLNodeComboBox()
+        selector.nodeTypes = [nodeType]
+        selector.showChildNodeTypes = False
+        selector.noneEnabled = True
+        selector.addEnabled = False
+        selector.removeEnabled = False
+        selector.selectNodeUponCreation = False  # loading another scan must not change the rows
+        selector.toolTip = toolTip
+        selector.setMRMLScene(slicer.mrmlScene)
+        selector.connect("currentNodeChanged(vtkMRMLNode*)", self._onTimepointEdited)
+        return selector
+
+    def _addTimepointRowWidgets(self, row: int) -> None:
+        import qt
+
+        table = self.ui.timepointsTableWidget
+        cells = {
+            "volume": self._newNodeSelector("vtkMRMLScalarVolumeNode", _("Scan of this timepoint")),
+            "segmentation": self._newNodeSelector(
+                "vtkMRMLSegmentationNode", _("Lesion segmentation of this scan (one segment per lesion)")),
+            "day": qt.QDoubleSpinBox(),
+            "nonTarget": qt.QComboBox(),
+            "newLesions": qt.QComboBox(),
+        }
+        day = cells["day"]
+        day.decimals = 0
+        day.minimum = 0
+        day.maximum = MAX_DAY
+        day.suffix = _(" d")
+        day.toolTip = _("Days from the baseline scan") if row else _("The baseline is day 0")
+        day.enabled = row > 0
+        day.connect("valueChanged(double)", self._onTimepointEdited)
+        cells["nonTarget"].addItems(list(NON_TARGET_CHOICES))
+        cells["nonTarget"].toolTip = _("RECIST non-target assessment at this timepoint")
+        cells["nonTarget"].connect("currentIndexChanged(int)", self._onTimepointEdited)
+        cells["newLesions"].addItems([_("from tracking"), _("yes"), _("no")])
+        cells["newLesions"].toolTip = _(
+            "New lesions at this follow-up: as lesion tracking finds them, or your reading") if row else _(
+            "The baseline has no new lesions")
+        cells["newLesions"].enabled = row > 0
+        cells["newLesions"].connect("currentIndexChanged(int)", self._onTimepointEdited)
+        for column, key in enumerate(self.TIMEPOINT_COLUMNS):
+            table.setCellWidget(row, column, cells[key])
+        self._timepointWidgets.append(cells)
+
+    def _updateTimepointsTable(self) -> None:
+        """Parameter node -> table; rows are made or dropped only when the number of timepoints changes."""
+        timepoints = self._timepoints()
+        table = self.ui.timepointsTableWidget
+        self._updatingTimepoints = True
+        try:
+            if table.rowCount != len(timepoints) or len(self._timepointWidgets) != len(timepoints):
+                table.setRowCount(len(timepoints))  # dropped rows delete their cell widgets
+                del self._timepointWidgets[len(timepoints):]
+                for row in range(len(self._timepointWidgets), len(timepoints)):
+                    self._addTimepointRowWidgets(row)
+            for cells, timepoint in zip(self._timepointWidgets, timepoints):
+                if cells["volume"].currentNode() != timepoint["volume"]:
+                    cells["volume"].setCurrentNode(timepoint["volume"])
+                if cells["segmentation"].currentNode() != timepoint["segmentation"]:
+                    cells["segmentation"].setCurrentNode(timepoint["segmentation"])
+                if cells["day"].value != timepoint["day"]:
+                    cells["day"].value = timepoint["day"]
+                for key, choices, fallback in (("nonTarget", NON_TARGET_CHOICES, "none"),
+                                               ("newLesions", NEW_LESION_CHOICES, "tracking")):
+                    value = timepoint[key] if timepoint[key] in choices else fallback
+                    if cells[key].currentIndex != choices.index(value):
+                        cells[key].currentIndex = choices.index(value)
+            # the twin orders timepoints by day: label each row with the index corrections use ("1:L2")
+            order = sorted(range(len(timepoints)), key=lambda row: timepoints[row]["day"])
+            table.setVerticalHeaderLabels([str(order.index(row)) for row in range(len(timepoints))])
+        finally:
+            self._updatingTimepoints = False
+
+    def _onTimepointEdited(self, *args) -> None:
+        """Table -> parameter node."""
+        if self._updatingTimepoints or not self._parameterNode:
+            return
+        timepoints = []
+        for row, cells in enumerate(self._timepointWidgets):
+            timepoints.append({
+                "volume": cells["volume"].currentNode(),
+                "segmentation": cells["segmentation"].currentNode(),
+                "day": float(cells["day"].value) if row else 0.0,
+                "nonTarget": NON_TARGET_CHOICES[max(cells["nonTarget"].currentIndex, 0)],
+                "newLesions": NEW_LESION_CHOICES[max(cells["newLesions"].currentIndex, 0)] if row else "tracking",
+            })
+        self._writeTimepoints(timepoints)
+
+    def onAddTimepointButton(self) -> None:
+        timepoints = self._timepoints()
+        last = max([t["day"] for t in timepoints], default=-FOLLOW_UP_INTERVAL_DAYS)
+        timepoints.append({"volume": None, "segmentation": None,
+                           "day": min(last + FOLLOW_UP_INTERVAL_DAYS, MAX_DAY),
+                           "nonTarget": "none", "newLesions": "tracking"})
+        self._writeTimepoints(timepoints)
+
+    def onRemoveTimepointButton(self) -> None:
+        """Removes the selected timepoint (the last one when none is selected); two always stay."""
+        timepoints = self._timepoints()
+        if len(timepoints) <= 2:
+            slicer.util.showStatusMessage(_("A twin needs at least two timepoints."), 5000)
+            return
+        row = self.ui.timepointsTableWidget.currentRow()
+        row = row if 0 <= row < len(timepoints) else len(timepoints) - 1
+        del timepoints[row]
+        if row == 0:  # the next scan becomes the baseline: days stay relative to it
+            shift = timepoints[0]["day"]
+            for timepoint in timepoints:
+                timepoint["day"] -= shift
+            timepoints[0]["newLesions"] = "tracking"
+            slicer.util.showStatusMessage(
+                _("The baseline was removed: days now count from the next scan (check the therapy log)."), 8000)
+        self._writeTimepoints(timepoints)
+
+    # -- lesion organ table: lesion id | organ | nodal, from the segments and the user's edits
+
+    def _updateLesionAnatomyTable(self, force: bool = False) -> None:
+        import qt
+
+        node = self._parameterNode
+        segmentations = [s for s in node.timepointSegmentations if s is not None]
+        shown = (tuple(s.GetID() for s in segmentations), node.lesionAnatomy)
+        if shown == self._anatomyShown and not force:
+            return
+        self._anatomyShown = shown
+        rows = self.logic.lesionAnatomy(segmentations, self.logic.parseLesionAnatomy(node.lesionAnatomy))
+        table = self.ui.lesionAnatomyTableWidget
+        wasBlocked = table.blockSignals(True)
+        try:
+            table.setRowCount(len(rows))
+            for row, (lesion, anatomy) in enumerate(rows.items()):
+                origin = {"user": _("set here"), "tag": _("from the segment's DTT.Organ / DTT.Nodal tags"),
+                          "terminology": _("from the segment's terminology"),
+                          "": _("not given: set the organ (RECIST allows two targets per organ)")}[anatomy["origin"]]
+                lesionItem = qt.QTableWidgetItem(lesion)
+                lesionItem.setFlags(lesionItem.flags() ^ qt.Qt.ItemIsEditable)
+                lesionItem.setToolTip(origin)
+                organItem = qt.QTableWidgetItem(anatomy["organ"])
+                organItem.setToolTip(_("Organ of this lesion, e.g. liver, lung; {origin}").format(origin=origin))
+                nodalItem = qt.QTableWidgetItem("")
+                nodalItem.setFlags((nodalItem.flags() | qt.Qt.ItemIsUserCheckable) ^ qt.Qt.ItemIsEditable)
+                nodalItem.setCheckState(qt.Qt.Checked if anatomy["nodal"] else qt.Qt.Unchecked)
+                nodalItem.setToolTip(_("Lymph node: measured by its short axis (RECIST 1.1)"))
+                table.setItem(row, self.LESION_COLUMN, lesionItem)
+                table.setItem(row, self.ORGAN_COLUMN, organItem)
+                table.setItem(row, self.NODAL_COLUMN, nodalItem)
+        finally:
+            table.blockSignals(wasBlocked)
+
+    def _onLesionAnatomyEdited(self, row: int, column: int) -> None:
+        """Table -> parameter node: the edited lesion's organ and nodal flag become the user's."""
+        import qt
+
+        table = self.ui.lesionAnatomyTableWidget
+        items = [table.item(row, c) for c in (self.LESION_COLUMN, self.ORGAN_COLUMN, self.NODAL_COLUMN)]
+        if not self._parameterNode or any(item is None for item in items):
+            return
+        node = self._parameterNode
+        text = self.logic.setLesionAnatomy(node.lesionAnatomy, items[0].text(), items[1].text(),
+                                           items[2].checkState() == qt.Qt.Checked)
+        # the table already shows this edit: do not rebuild it under the cell being edited
+        self._anatomyShown = (self._anatomyShown[0] if self._anatomyShown else (), text)
+        node.lesionAnatomy = text
+
+    def onRefreshLesionsButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to read the lesions of the segmentations."), waitCursor=True):
+            self._updateLesionAnatomyTable(force=True)
+
     def _checkCanApply(self, caller=None, event=None) -> None:
         node = self._parameterNode
         if node:
             self._updateComboBoxes()
-        ready = bool(node and node.baselineVolume and node.followUpVolume
-                     and node.baselineVolume != node.followUpVolume)
-        self.ui.applyButton.enabled = ready
-        self.ui.applyButton.toolTip = _("Assign both scans to timepoints") if ready else _(
-            "Select two different scans")
-        self.ui.buildTwinButton.enabled = bool(ready and node.baselineSegmentation and node.followUpSegmentation)
+            self._updateTimepointsTable()
+            try:  # runs from the parameter node observer: no dialog, no traceback
+                self._updateLesionAnatomyTable()
+            except Exception:
+                logging.exception("DigitalTwinTumor: reading the lesion segments failed")
+        problem = self.logic.timepointsProblem(self._timepoints()) if node else _("No parameter node")
+        self.ui.applyButton.enabled = not problem
+        self.ui.applyButton.toolTip = problem or _("Assign the scans to timepoints")
+        buildProblem = problem or (self.logic.timepointsProblem(self._timepoints(), segmentations=True))
+        self.ui.buildTwinButton.enabled = not buildProblem
+        self.ui.buildTwinButton.toolTip = buildProblem or _(
+            "Measure lesions, track them, evaluate RECIST, fit growth")
+        self.ui.removeTimepointButton.enabled = bool(node and len(node.timepointDays) > 2)
         self.ui.overrideButton.enabled = bool(node and node.overrideReason.strip() and self.logic.canOverride())
         self.ui.overrideButton.toolTip = _("Apply the correction") if self.ui.overrideButton.enabled else _(
             "Build the twin here (Build twin) and give a reason first")
@@ -257,12 +498,18 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onBuildTwinButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to build the twin."), waitCursor=True):
             node = self._parameterNode
-            self.logic.setupTimepoints([node.baselineVolume, node.followUpVolume], [0.0, node.followUpDay],
-                                       node.patientName)
+            timepoints = self._timepoints()
+            volumes = [t["volume"] for t in timepoints]
+            days = [t["day"] for t in timepoints]
+            self.logic.setupTimepoints(volumes, days, node.patientName)
             summary = self.logic.buildTwinFromNodes(
-                [node.baselineVolume, node.followUpVolume], [node.baselineSegmentation, node.followUpSegmentation],
-                [0.0, node.followUpDay], node.patientName, node.therapyLog, ["none", node.followUpNonTarget],
-                registerScans=node.registerScans)
+                volumes, [t["segmentation"] for t in timepoints], days, node.patientName, node.therapyLog,
+                [t["nonTarget"] for t in timepoints], registerScans=node.registerScans,
+                newLesions=[{"yes": True, "no": False}.get(t["newLesions"]) for t in timepoints],
+                lesionAnatomy=self.logic.parseLesionAnatomy(node.lesionAnatomy),
+                immunotherapy=node.immunotherapy, confirmationRequired=node.confirmationRequired,
+                minSdDays=node.minSdDays)
+            self._updateLesionAnatomyTable(force=True)  # the lesions as measured, segments edited meanwhile
             self._showResults(summary)
 
     def onOpenRunButton(self) -> None:
@@ -306,8 +553,9 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to set up timepoints."), waitCursor=True):
             node = self._parameterNode
-            summary = self.logic.setupTimepoints(
-                [node.baselineVolume, node.followUpVolume], [0.0, node.followUpDay], node.patientName)
+            timepoints = self._timepoints()
+            summary = self.logic.setupTimepoints([t["volume"] for t in timepoints], [t["day"] for t in timepoints],
+                                                 node.patientName)
             self.ui.statusLabel.text = summary
 
 
@@ -371,23 +619,181 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         """Corrections need the twin's inputs: a twin built here, not one opened or restored."""
         return self.state is not None and self.inputs is not None and bool(self.inputs.identity)
 
+    # -- timepoints and lesion anatomy (organ, nodal) as the widget edits them
+
+    def defaultTimepoints(self, parameterNode=None) -> list:
+        """A baseline and one follow-up, as dicts like the widget's timepoint rows. A parameter node
+        saved by the two-scan version of this module (baselineVolume, followUpVolume, their
+        segmentations, followUpDay, followUpNonTarget) gives its scans, day and non-target status."""
+
+        def reference(role):
+            return parameterNode.GetNodeReference(role) if parameterNode is not None else None
+
+        def parameter(name):
+            return parameterNode.GetParameter(name) if parameterNode is not None else ""
+
+        try:
+            day = float(parameter("followUpDay") or FOLLOW_UP_INTERVAL_DAYS)
+        except ValueError:
+            day = FOLLOW_UP_INTERVAL_DAYS
+        nonTarget = parameter("followUpNonTarget")
+        return [{"volume": reference("baselineVolume"), "segmentation": reference("baselineSegmentation"),
+                 "day": 0.0, "nonTarget": "none", "newLesions": "tracking"},
+                {"volume": reference("followUpVolume"), "segmentation": reference("followUpSegmentation"),
+                 "day": day if day > 0 else FOLLOW_UP_INTERVAL_DAYS,
+                 "nonTarget": nonTarget if nonTarget in NON_TARGET_CHOICES else "none", "newLesions": "tracking"}]
+
+    @staticmethod
+    def timepointsProblem(timepoints, segmentations: bool = False, minimum: int = 2) -> str:
+        """Why these timepoints (dicts with volume, segmentation, day) cannot be assigned, or with
+        ``segmentations`` built into a twin; empty when they can."""
+        if len(timepoints) < minimum:
+            return _("A twin needs at least {count} timepoints").format(count=minimum)
+        volumes = [t["volume"] for t in timepoints]
+        if any(volume is None for volume in volumes):
+            return _("Select a scan for every timepoint")
+        if len({volume.GetID() for volume in volumes}) != len(volumes):
+            return _("Select a different scan for each timepoint")
+        days = [float(t["day"]) for t in timepoints]
+        if len(set(days)) != len(days):
+            return _("Give each timepoint its own day")
+        if segmentations and any(t.get("segmentation") is None for t in timepoints):
+            return _("Select the lesion segmentation of every timepoint")
+        return ""
+
+    @staticmethod
+    def lesionIdOfSegment(segmentName: str) -> str:
+        """DTT Segmentation names a lesion's segment "L1 @ t0": the lesion id is "L1" at every
+        timepoint. Any other segment name is its own lesion id."""
+        return segmentName.split(" @ ")[0].strip() or segmentName
+
+    @staticmethod
+    def segmentAnatomy(segment) -> tuple:
+        """(organ, nodal, origin) written on a segment: the DTT.Organ / DTT.Nodal tags, else its
+        terminology (anatomic region; a lymph node type or region makes it nodal). origin is "tag",
+        "terminology" or "" when the segment says nothing."""
+
+        def tag(name):
+            value = vtk.reference("")
+            return str(value).strip() if segment.GetTag(name, value) else ""
+
+        organ, nodalText = tag(ORGAN_TAG), tag(NODAL_TAG).lower()
+        if organ or nodalText:
+            nodal = nodalText in ("1", "true", "yes")
+            return organ or ("lymph node" if nodal else ""), nodal, "tag"
+        # Slicer's serialised terminology: context~category~type~typeModifier~regionContext~region~regionModifier,
+        # each code as scheme^value^meaning
+        parts = tag("TerminologyEntry").split("~")
+        if len(parts) == 7:
+            typeMeaning, region = ((part.split("^") + ["", "", ""])[2].strip() for part in (parts[2], parts[5]))
+            nodal = "lymph node" in f"{typeMeaning} {region}".lower()
+            if region or nodal:
+                return region or "lymph node", nodal, "terminology"
+        return "", False, ""
+
+    @staticmethod
+    def _lesionSegments(segmentationNode) -> list:
+        """(segment id, segment) of each lesion segment: nnU-Net proposals not yet accepted are never counted."""
+        from DTTLib.segmentation.nnunet_scene import pending_proposals
+
+        pending = set(pending_proposals(segmentationNode))
+        segmentation = segmentationNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(index) for index in range(segmentation.GetNumberOfSegments())]
+        return [(segmentId, segmentation.GetSegment(segmentId)) for segmentId in ids if segmentId not in pending]
+
+    def lesionAnatomy(self, segmentationNodes, userEntries=None) -> dict:
+        """lesion id -> {"organ", "nodal", "origin"} for the lesion segments of the segmentations
+        (baseline first): what the user set (origin "user") wins over the segments; among the
+        segments, the first that says anything. A lesion nobody describes has organ ""."""
+        found = {}
+        for segmentationNode in segmentationNodes:
+            if segmentationNode is None:
+                continue
+            for _segmentId, segment in self._lesionSegments(segmentationNode):
+                lesion = self.lesionIdOfSegment(segment.GetName())
+                organ, nodal, origin = self.segmentAnatomy(segment)
+                if lesion not in found or (origin and not found[lesion]["origin"]):
+                    found[lesion] = {"organ": organ, "nodal": nodal, "origin": origin}
+        for lesion, entry in (userEntries or {}).items():
+            if lesion in found:
+                found[lesion] = {"organ": str(entry.get("organ") or "").strip() or found[lesion]["organ"],
+                                 "nodal": bool(entry.get("nodal", False)), "origin": "user"}
+        return found
+
+    @staticmethod
+    def parseLesionAnatomy(text: str) -> dict:
+        """The lesionAnatomy parameter ({lesion id: {"organ", "nodal"}} as JSON); {} when unreadable."""
+        import json
+
+        try:
+            entries = json.loads(text or "{}")
+        except ValueError:
+            logging.warning("DigitalTwinTumor: ignoring unreadable lesion organs %r", text)
+            return {}
+        if not isinstance(entries, dict):
+            return {}
+        return {str(lesion): {"organ": str(entry.get("organ") or "").strip(), "nodal": bool(entry.get("nodal"))}
+                for lesion, entry in entries.items() if isinstance(entry, dict)}
+
+    @classmethod
+    def setLesionAnatomy(cls, text: str, lesion: str, organ: str, nodal: bool) -> str:
+        """The lesionAnatomy parameter with one lesion's organ and nodal status set by the user."""
+        import json
+
+        entries = cls.parseLesionAnatomy(text)
+        entries[str(lesion)] = {"organ": str(organ).strip(), "nodal": bool(nodal)}
+        return json.dumps(entries, sort_keys=True)
+
     def buildTwinFromNodes(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
-                           nonTarget=None, registerScans: bool = True) -> str:
-        """Measure every segment, track lesions, evaluate RECIST, fit growth, publish the nodes."""
-        from DTTLib.mrml.segmentations import get_segment_mask, list_segments
+                           nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,
+                           immunotherapy: bool = False, confirmationRequired: bool = False,
+                           minSdDays: float = 42.0) -> str:
+        """Measure every lesion segment, track lesions, evaluate RECIST, fit growth, publish the nodes.
+
+        Any number of timepoints, ordered by day (the first is the baseline). Per timepoint:
+        ``nonTarget`` its non-target assessment, ``newLesions`` True / False as the reader says or
+        None as tracking finds. ``lesionAnatomy`` ({lesion id: {"organ", "nodal"}}) overrides the
+        organ and nodal status the segments carry (see lesionAnatomy). ``immunotherapy`` selects
+        iRECIST; ``confirmationRequired`` and ``minSdDays`` are the RECIST 1.1 confirmation and
+        stable-disease duration rules."""
+        from DTTLib.mrml.segmentations import get_segment_mask
         from DTTLib.mrml.volumes import image_from_volume_node
         from DTTLib.twin.from_masks import TimepointMasks, inputs_from_masks
         from DTTLib.twin.records import parse_therapy_log
 
+        count = len(volumeNodes)
+        nonTarget = list(nonTarget) if nonTarget else ["none"] * count
+        newLesions = list(newLesions) if newLesions else [None] * count
+        if not len(segmentationNodes) == len(days) == len(nonTarget) == len(newLesions) == count:
+            raise ValueError(_("Give every timepoint a scan, a lesion segmentation, a day, a non-target "
+                               "assessment and a new-lesion flag."))
+        problem = self.timepointsProblem(
+            [{"volume": v, "segmentation": s, "day": d} for v, s, d in zip(volumeNodes, segmentationNodes, days)],
+            segmentations=True, minimum=1)
+        if problem:
+            raise ValueError(problem)
+        order = sorted(range(count), key=lambda index: float(days[index]))
+        anatomy = self.lesionAnatomy([segmentationNodes[index] for index in order], lesionAnatomy)
         timepoints = []
-        for index, (volume, segmentation, day) in enumerate(zip(volumeNodes, segmentationNodes, days)):
-            masks = {info.name: get_segment_mask(segmentation, info.segment_id, volume)
-                     for info in list_segments(segmentation)}
-            timepoints.append(TimepointMasks(float(day), image_from_volume_node(volume), masks,
-                                             (nonTarget or [])[index] if nonTarget else "none",
+        for index in order:
+            volume, segmentation = volumeNodes[index], segmentationNodes[index]
+            masks, organs, nodal = {}, {}, set()
+            for segmentId, segment in self._lesionSegments(segmentation):
+                name = segment.GetName()
+                masks[name] = get_segment_mask(segmentation, segmentId, volume)
+                lesion = anatomy.get(self.lesionIdOfSegment(name), {})
+                organs[name] = lesion.get("organ") or ("lymph node" if lesion.get("nodal") else "unspecified")
+                if lesion.get("nodal"):
+                    nodal.add(name)
+            timepoints.append(TimepointMasks(float(days[index]), image_from_volume_node(volume), masks,
+                                             nonTarget[index], organs, nodal,
                                              source=f"{volume.GetName()} / {segmentation.GetName()}"))
         inputs, _graph = inputs_from_masks(patientName, timepoints, parse_therapy_log(therapyLog),
-                                           register_scans=registerScans)
+                                           register_scans=registerScans, immunotherapy=bool(immunotherapy),
+                                           confirmation_required=bool(confirmationRequired),
+                                           min_sd_days=float(minSdDays))
+        for info, index in zip(inputs.timepoints[1:], order[1:]):  # the baseline has no new lesions
+            info.new_lesions = None if newLesions[index] is None else bool(newLesions[index])
         notes = self._reapplyOverrides(inputs)
         return self.buildTwin(inputs, notes)
 
@@ -423,10 +829,15 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         self.state, self.whatif = build_twin(inputs)
         publish_twin(self.state)
         last = self.state.recist["timepoints"][-1]
-        summary = _("{patient}: {n} timepoints, SOD {sod} mm, overall {overall}, best {best}").format(
-            patient=inputs.patient, n=len(inputs.timepoints), sod=last["sod_mm"],
+        summary = _("{patient}: {n} timepoints ({criteria}), SOD {sod} mm, overall {overall}, best {best}").format(
+            patient=inputs.patient, n=len(inputs.timepoints), criteria=self.state.criteria, sod=last["sod_mm"],
             overall=last["overall"] or "baseline", best=self.state.recist["best_overall_response"])
-        return "\n".join([summary] + self.state.messages + list(notes))
+        lines = [summary]
+        sod = self.state.series("SOD")
+        if sod is not None and sod.status == "ok" and sod.selected:
+            lines.append(_("SOD growth: fitted, {model} weighs most (Akaike weight {weight:.0%})").format(
+                model=sod.selected, weight=sod.models[sod.selected]["akaike_weight"]))
+        return "\n".join(lines + self.state.messages + list(notes))
 
     def openRunOutput(self, folder: str) -> str:
         """Load a `dtt run` output folder into the scene; the what-if sliders work on its twin."""
@@ -516,7 +927,8 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
 
 
 class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
-    """Self-test on data it makes: two synthetic scans with ellipsoid lesions become a twin."""
+    """Self-test on data it makes: synthetic scans with spherical lesions become a twin, from two
+    timepoints (a response, no growth model yet) and from three (a response and a growth fit)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -526,6 +938,35 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.test_TimepointsFromTwoScans()
         self.setUp()
         self.test_TwinFromTwoTimepoints()
+        self.setUp()
+        self.test_TwinFromThreeTimepoints()
+
+    @staticmethod
+    def _syntheticScans(lesionRadii, segmentName="{lesion}"):
+        """One 64 x 64 x 20 scan (1 x 1 x 2 mm) and lesion segmentation per timepoint; lesionRadii[t] maps
+        a lesion id to (i, j, k) centre and radius in mm. Returns (volumes, segmentations)."""
+        import numpy as np
+
+        from DTTLib.imaging import ImageVolume
+        from DTTLib.mrml.segmentations import add_segmentation_node, set_segment_mask
+        from DTTLib.mrml.volumes import add_volume_node
+
+        shape, spacing = (20, 64, 64), (1.0, 1.0, 2.0)
+        k, j, i = np.indices(shape)
+        volumes, segmentations = [], []
+        for t, lesions in enumerate(lesionRadii):
+            masks = {lesion: ((i - ci) ** 2 + (j - cj) ** 2 + ((k - ck) * 2.0) ** 2) <= radius ** 2
+                     for lesion, ((ci, cj, ck), radius) in lesions.items()}
+            array = np.full(shape, 100, np.int16)
+            for mask in masks.values():
+                array[mask] = 300
+            volume = add_volume_node(ImageVolume(array, spacing, name=f"scan t{t}"))
+            segmentation = add_segmentation_node(volume, f"lesions t{t}")
+            for lesion, mask in masks.items():
+                set_segment_mask(segmentation, mask.astype(np.uint8), segmentName.format(lesion=lesion, t=t), volume)
+            volumes.append(volume)
+            segmentations.append(segmentation)
+        return volumes, segmentations
 
     def test_TimepointsFromTwoScans(self):
         import numpy as np
@@ -554,33 +995,12 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         two-point rate ln(32/50)/56 per day instead."""
         import math
 
-        import numpy as np
-
         self.delayDisplay("Building a two-timepoint twin")
-        from DTTLib.imaging import ImageVolume
         from DTTLib.mrml.plots import chart_series
-        from DTTLib.mrml.segmentations import add_segmentation_node, set_segment_mask
         from DTTLib.mrml.tables import rows_from_table_node
-        from DTTLib.mrml.volumes import add_volume_node
 
-        shape, spacing = (20, 64, 64), (1.0, 1.0, 2.0)
-        k, j, i = np.indices(shape)
-
-        def ball(ci, cj, ck, radius_mm):
-            return ((i - ci) ** 2 + (j - cj) ** 2 + ((k - ck) * 2.0) ** 2) <= radius_mm ** 2
-
-        volumes, segmentations = [], []
-        for t, r1 in enumerate((15.0, 6.0)):
-            lesions = {"L1": ball(20, 20, 10, r1), "L2": ball(45, 44, 10, 10.0)}
-            array = np.full(shape, 100, np.int16)
-            for mask in lesions.values():
-                array[mask] = 300
-            volume = add_volume_node(ImageVolume(array, spacing, name=f"scan t{t}"))
-            segmentation = add_segmentation_node(volume, f"lesions t{t}")
-            for name, mask in lesions.items():
-                set_segment_mask(segmentation, mask.astype(np.uint8), name, volume)
-            volumes.append(volume)
-            segmentations.append(segmentation)
+        volumes, segmentations = self._syntheticScans(
+            [{"L1": ((20, 20, 10), r1), "L2": ((45, 44, 10), 10.0)} for r1 in (15.0, 6.0)])
 
         logic = DigitalTwinTumorLogic()
         summary = logic.buildTwinFromNodes(volumes, segmentations, [0, 56], "Synthetic twin", "0-:1",
@@ -613,4 +1033,91 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         logic.applyOverride("new", "", "1:L2", "test: L2 at day 56 is a different lesion")
         self.assertEqual(logic.state.recist["timepoints"][1]["overall"], "PD")  # new lesion
         self.assertEqual(logic.state.identity["overrides"][0]["reason"], "test: L2 at day 56 is a different lesion")
+        # the RECIST settings reach the twin: iRECIST, and the reader's new-lesion call
+        logic.buildTwinFromNodes(volumes, segmentations, [0, 56], "Synthetic twin", "0-:1", ["none", "NE"],
+                                 registerScans=False, newLesions=[None, True], immunotherapy=True,
+                                 confirmationRequired=True, minSdDays=28)
+        inputs = logic.inputs
+        self.assertEqual((inputs.immunotherapy, inputs.confirmation_required, inputs.min_sd_days), (True, True, 28.0))
+        self.assertEqual((inputs.timepoints[1].non_target, inputs.timepoints[1].new_lesions), ("NE", True))
+        self.assertEqual(logic.state.criteria, "iRECIST")
+        self.assertEqual(logic.state.recist["timepoints"][1]["overall"], "iUPD")
         self.delayDisplay("Test passed")
+
+    def test_TwinFromThreeTimepoints(self):
+        """Three lesions over days 0, 42, 84, named as DTT Segmentation names them ("L1 @ t0"), their
+        organs read from the segments: L1 liver by its DTT.Organ tag, L2 liver by its terminology's
+        anatomic region, N1 a lymph node by its terminology type (nodal: counted by its short axis).
+        The user then puts L2 in the lung. All three are targets (with every lesion in one unnamed
+        organ RECIST would allow two). SOD -17 % at day 42 (SD), -40 % at day 84 (PR); three points
+        give a growth fit and the live what-if. An nnU-Net proposal not yet accepted is never counted
+        (else day 42 would be PD: a new lesion)."""
+        self.delayDisplay("Building a three-timepoint twin")
+        from DTTLib.mrml.segmentations import LESION_TERMINOLOGY, resolve_segment_id, set_segment_mask
+        from DTTLib.mrml.tables import rows_from_table_node
+        from DTTLib.segmentation.nnunet_scene import PROPOSAL_TAG
+
+        centres = {"L1": (18, 18, 10), "L2": (46, 18, 10), "N1": (32, 48, 10)}
+        radii = [{"L1": 15.0, "L2": 10.0, "N1": 9.0}, {"L1": 11.0, "L2": 9.0, "N1": 8.0},
+                 {"L1": 6.0, "L2": 7.0, "N1": 7.0}]
+        volumes, segmentations = self._syntheticScans(
+            [{lesion: (centres[lesion], r) for lesion, r in tp.items()} for tp in radii], "{lesion} @ t{t}")
+        liver = LESION_TERMINOLOGY.replace("~^^~^^", "~SCT^10200004^Liver~^^")
+        node = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
+                "~SCT^59441001^Lymph node~^^~Anatomic codes - DICOM master list~^^~^^")
+        for t, segmentation in enumerate(segmentations):
+            segments = segmentation.GetSegmentation()
+            segments.GetSegment(resolve_segment_id(segmentation, f"L1 @ t{t}")).SetTag(ORGAN_TAG, "liver")
+            segments.GetSegment(resolve_segment_id(segmentation, f"L2 @ t{t}")).SetTag("TerminologyEntry", liver)
+            segments.GetSegment(resolve_segment_id(segmentation, f"N1 @ t{t}")).SetTag("TerminologyEntry", node)
+        proposal = set_segment_mask(segmentations[1], self._syntheticMask(volumes[1], (32, 32, 10), 6.0),
+                                    "P1 @ t1 (proposal)", volumes[1])
+        segmentations[1].GetSegmentation().GetSegment(proposal).SetTag(PROPOSAL_TAG, "0.800")
+
+        logic = DigitalTwinTumorLogic()
+        described = {lesion: (a["organ"], a["nodal"], a["origin"])
+                     for lesion, a in logic.lesionAnatomy(segmentations).items()}
+        self.assertEqual(described, {"L1": ("liver", False, "tag"), "L2": ("Liver", False, "terminology"),
+                                     "N1": ("lymph node", True, "terminology")})  # the proposal is no lesion
+        userSet = logic.parseLesionAnatomy(logic.setLesionAnatomy("{}", "L2", " lung ", False))
+        self.assertEqual(logic.lesionAnatomy(segmentations, userSet)["L2"],
+                         {"organ": "lung", "nodal": False, "origin": "user"})
+        summary = logic.buildTwinFromNodes(volumes, segmentations, [0, 42, 84], "Three timepoints", "0-:1",
+                                           ["none"] * 3, registerScans=False, lesionAnatomy=userSet)
+        state = logic.state
+        self.assertEqual(len(state.recist["targets"]), 3)
+        rows = {(row["timepoint"], row["lesion"]): row for row in state.lesion_table}
+        self.assertEqual(len(rows), 9)  # three lesions at three timepoints, no proposal
+        self.assertEqual([rows[(0, f"{x} @ t0")]["organ"] for x in ("L1", "L2", "N1")],
+                         ["liver", "lung", "lymph node"])
+        self.assertEqual([rows[(0, f"{x} @ t0")]["nodal"] for x in ("L1", "L2", "N1")], [False, False, True])
+        timepoints = state.recist["timepoints"]
+        for t in range(3):  # a node counts by its short axis
+            size = {x: rows[(t, f"{x} @ t{t}")]["sa_mm" if x == "N1" else "ld_mm"] for x in centres}
+            self.assertAlmostEqual(timepoints[t]["sod_mm"], sum(size.values()), places=3)
+        self.assertTrue(-30 < timepoints[1]["change_from_baseline_pct"] < -10)
+        self.assertLess(timepoints[2]["change_from_baseline_pct"], -35)
+        self.assertEqual([tp["overall"] for tp in timepoints[1:]], ["SD", "PR"])
+        self.assertEqual(state.recist["best_overall_response"], "PR")
+        self.assertEqual(state.criteria, "RECIST 1.1")
+        self.assertIn("overall PR", summary)
+        self.assertEqual([row["overall"] for row in rows_from_table_node(logic.twinNodes()["recist"])],
+                         ["baseline", "SD", "PR"])
+        sod = state.series("SOD")
+        self.assertEqual(sod.status, "ok")  # fitted
+        self.assertIn(sod.selected, sod.models)
+        self.assertAlmostEqual(sum(m["akaike_weight"] for m in sod.models.values()), 1.0, places=6)
+        self.assertIsNotNone(sod.fit)
+        self.assertIn("SOD growth: fitted", summary)
+        self.assertIsNotNone(logic.whatif)
+        self.assertIn("hypothesis", logic.updateWhatIf(shift_weeks=4).lower())
+        self.delayDisplay("Test passed")
+
+    @staticmethod
+    def _syntheticMask(volume, centre, radius):
+        import numpy as np
+
+        shape = tuple(reversed(volume.GetImageData().GetDimensions()))
+        k, j, i = np.indices(shape)
+        return ((((i - centre[0]) ** 2 + (j - centre[1]) ** 2 + ((k - centre[2]) * 2.0) ** 2) <= radius ** 2)
+                .astype(np.uint8))
