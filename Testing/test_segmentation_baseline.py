@@ -83,3 +83,84 @@ def test_lesion_from_roi_node_is_stored_and_measured(mrml):
     assert np.array_equal(get_segment_mask(segmentation, "L1 @ t0", volume).astype(bool), inside)
     with pytest.raises(InputError, match="needs an id"):
         segment_lesion_by_threshold(volume, roi, 150, segmentation, " ", "t0")
+
+
+def test_lesion_segment_names_parse_back_and_other_names_do_not():
+    from DTTLib.mrml.lesions import lesion_segment_name, parse_lesion_segment_name
+    from DTTLib.segmentation.nnunet_scene import proposal_segment_name
+
+    for lesion, timepoint in [("L1", "t0"), ("Liver met 2", "2024-03-05"), ("N1", "week 8")]:
+        assert parse_lesion_segment_name(lesion_segment_name(lesion, timepoint)) == (lesion, timepoint)
+    assert parse_lesion_segment_name(lesion_segment_name(" L1 ", " t0 ")) == ("L1", "t0")
+    # not lesion segments: a proposal not yet accepted, names without the separator or a side
+    for name in (proposal_segment_name("P1", "t0"), "Segment_1", "L1@t0", "L1 @ ", " @ t0", ""):
+        assert parse_lesion_segment_name(name) is None, name
+    with pytest.raises(InputError, match="contains '@'"):
+        lesion_segment_name("L1 @ t0", "t1")
+
+
+def test_lesion_organ_and_nodal_tags_survive_seg_nrrd_and_mrb(mrml, tmp_path):
+    from mrml_helpers import ellipsoid_mask, oblique_volume
+
+    from DTTLib.mrml.lesions import (
+        NODAL_TAG,
+        ORGAN_TAG,
+        lesion_segment_name,
+        parse_lesion_segment_name,
+        read_lesion_anatomy,
+        write_lesion_anatomy,
+    )
+    from DTTLib.mrml.segmentations import _tag, add_segmentation_node, resolve_segment_id, set_segment_mask
+    from DTTLib.mrml.storage import load_scene_mrb, load_segmentation, save_node, save_scene_mrb
+    from DTTLib.mrml.volumes import add_volume_node
+
+    assert (ORGAN_TAG, NODAL_TAG) == ("DTT.Organ", "DTT.Nodal")  # stored in existing scenes
+    volume = add_volume_node(oblique_volume(), "scan")
+    segmentation = add_segmentation_node(volume, "Lesions")
+    lesions = {"L1": ("liver", False), "N1": ("lymph node", True), "N2": ("", True), "L2": ("", False)}
+    for index, (lesion, (organ, nodal)) in enumerate(lesions.items()):
+        mask = ellipsoid_mask(center=(3, 3, 1 + 2 * index), radii=(1, 1, 0.9))
+        segment_id = set_segment_mask(segmentation, mask, lesion_segment_name(lesion, "t0"), volume)
+        segment = segmentation.GetSegmentation().GetSegment(segment_id)
+        write_lesion_anatomy(segment, f"  {organ} ", nodal)
+    segment = segmentation.GetSegmentation().GetSegment(resolve_segment_id(segmentation, "L1 @ t0"))
+    assert (_tag(segment, ORGAN_TAG), _tag(segment, NODAL_TAG)) == ("liver", "false")
+    # rewriting with nothing to say removes the tags
+    write_lesion_anatomy(segment, "lung", True)
+    assert read_lesion_anatomy(segment) == ("lung", True) and _tag(segment, NODAL_TAG) == "true"
+    write_lesion_anatomy(segment, "", False)
+    assert read_lesion_anatomy(segment) is None and not _tag(segment, ORGAN_TAG) and not _tag(segment, NODAL_TAG)
+    write_lesion_anatomy(segment, "liver", False)
+    segment.SetTag("Unrelated", "x")
+
+    def anatomy(node):
+        segments = node.GetSegmentation()
+        found = {}
+        for index in range(segments.GetNumberOfSegments()):
+            segment = segments.GetNthSegment(index)
+            found[parse_lesion_segment_name(segment.GetName())[0]] = read_lesion_anatomy(segment)
+        return found
+
+    expected = {"L1": ("liver", False), "N1": ("lymph node", True), "N2": ("", True), "L2": None}
+    assert anatomy(segmentation) == expected
+    loaded = load_segmentation(save_node(segmentation, tmp_path / "lesions.seg.nrrd"), name="Reloaded")
+    assert anatomy(loaded) == expected
+    mrml.scene.RemoveNode(loaded)
+    path = save_scene_mrb(tmp_path / "lesions.mrb")
+    mrml.clear()
+    load_scene_mrb(path)
+    assert anatomy(mrml.scene.GetFirstNodeByName("Lesions")) == expected
+
+
+def test_lesion_nodal_tag_reads_other_spellings(mrml):
+    import slicer
+
+    from DTTLib.mrml.lesions import NODAL_TAG, ORGAN_TAG, read_lesion_anatomy
+
+    segment = slicer.vtkSegment()
+    for text, nodal in (("1", True), ("Yes", True), ("TRUE", True), ("0", False), ("no", False)):
+        segment.SetTag(NODAL_TAG, text)
+        assert read_lesion_anatomy(segment) == ("", nodal), text
+    segment.SetTag(ORGAN_TAG, " Lung ")
+    segment.SetTag(NODAL_TAG, "")
+    assert read_lesion_anatomy(segment) == ("Lung", False)
