@@ -31,12 +31,21 @@ def _makeDTTLibImportable() -> None:
 
 # The .ui's "Edge refinement" combo box items, in order: the rule each stands for.
 EDGE_REFINEMENT_RULES = ("auto", "on", "off")
+#: The organ of a lymph node whose organ was left empty (the main module reads it the same way).
+LYMPH_NODE_ORGAN = "lymph node"
 
 
 def edgeRefinementOverride(rule: str):
     """``computeLesion``'s ``refineEdges`` for a rule: "on" True, "off" False, "auto" (or anything
     else) None, which leaves it to the modality's rule in window_presets.json."""
     return {"on": True, "off": False}.get(rule)
+
+
+def lesionOrgan(organ: str, lymphNode: bool) -> str:
+    """The organ a lesion is segmented for (its CT window): as typed, or "lymph node" for a node
+    without one; "" when neither is set."""
+    organ = (organ or "").strip()
+    return organ or (LYMPH_NODE_ORGAN if lymphNode else "")
 
 
 #
@@ -56,7 +65,8 @@ class DTTSegmentation(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Draw a box (ROI) around a lesion; the lesion is segmented inside the box and stored as "
             "a segment named by lesion and timepoint, with its volume. Segments stay editable in "
-            "the Segment Editor. 'Find lesions (nnU-Net)' segments the whole scan with a trained nnU-Net "
+            "the Segment Editor. The lesion's organ and 'Lymph node' are stored on the segment for RECIST "
+            "in the Digital Twin Tumor module. 'Find lesions (nnU-Net)' segments the whole scan with a trained nnU-Net "
             "model folder; each lesion found becomes a proposal segment to accept, edit or reject. "
             'See the <a href="https://github.com/DigitalTwinTumor/DigitalTwinTumor#readme">README</a>.'
         )
@@ -77,6 +87,10 @@ class DTTSegmentationParameterNode:
     threshold - voxels at or above this value inside the box form the lesion (classic mode).
     lesionId - identifier shared by this lesion across timepoints.
     timepointLabel - label of the timepoint this scan belongs to.
+    organ - the lesion's organ, free text (e.g. liver, lung, lymph node): written on the lesion's segment
+        (DTT.Organ tag) for RECIST target selection (at most 2 per organ), and choosing the organ's CT
+        window for the box-prompt models (window_presets.json).
+    lymphNode - the lesion is a lymph node (DTT.Nodal tag): RECIST measures nodes by their short axis.
     refineEdges - edge refinement of the box-prompt models' outlines: "auto" (by modality), "on" or
         "off". Kept in step with the "Edge refinement" combo box by the widget, not bound by
         SlicerParameterName: Slicer's QComboBox connector needs a Choice (and then replaces the
@@ -89,6 +103,8 @@ class DTTSegmentationParameterNode:
     threshold: Annotated[float, WithinRange(-1000, 3000)] = 100
     lesionId: str = "L1"
     timepointLabel: str = "t0"
+    organ: str = ""
+    lymphNode: bool = False
     refineEdges: str = "auto"
 
 
@@ -231,7 +247,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not (node and node.segmentation and segmentId):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to accept the proposal."), waitCursor=True):
-            name = self.logic.acceptProposal(node.segmentation, segmentId, node.lesionId, node.timepointLabel)
+            name = self.logic.acceptProposal(node.segmentation, segmentId, node.lesionId, node.timepointLabel,
+                                             node.organ, node.lymphNode)
             self.ui.statusLabel.text = _("Accepted as {name}").format(name=name)
         self._refreshProposals()
 
@@ -268,15 +285,18 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             image, box = self.logic.imageAndBox(node.inputVolume, node.roi)
             segmenter = self.logic.segmenter(model)
             refineEdges = edgeRefinementOverride(node.refineEdges)
+            organ, lymphNode = node.organ, node.lymphNode  # as they were when the user clicked
 
         def compute(progress, should_cancel):
             return self.logic.computeLesion(image, box, segmenter, mode, progress=progress,
-                                            should_cancel=should_cancel, refineEdges=refineEdges)
+                                            should_cancel=should_cancel, refineEdges=refineEdges,
+                                            organ=lesionOrgan(organ, lymphNode))
 
         def finish(computed):
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
                 stored = self.logic.storeLesion(computed, image, node.inputVolume, node.segmentation,
-                                                node.lesionId, node.timepointLabel, self.overwriteCheck.checked)
+                                                node.lesionId, node.timepointLabel, self.overwriteCheck.checked,
+                                                organ=organ, lymphNode=lymphNode)
                 note = _(" (cancelled: partial)") if computed.cancelled else ""
                 kept = _("; {n} voxels left to other segments").format(n=stored.withheld_voxels) \
                     if stored.withheld_voxels else ""
@@ -400,7 +420,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 node.segmentation.CreateDefaultDisplayNodes()
             slicer.mrmlScene.SaveStateForUndo()
             result = self.logic.segmentLesionInBox(node.inputVolume, node.roi, node.threshold,
-                                                   node.segmentation, node.lesionId, node.timepointLabel)
+                                                   node.segmentation, node.lesionId, node.timepointLabel,
+                                                   node.organ, node.lymphNode)
             self.ui.statusLabel.text = _("{name}: {volume:.0f} mm³ ({voxels} voxels)").format(
                 name=result.segment_name, volume=result.volume_mm3, voxels=result.voxels)
 
@@ -465,20 +486,34 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
             cached[model] = make_segmenter(model)
         return cached[model]
 
-    def computeLesion(self, image, box, segmenter, mode="3d", progress=None, should_cancel=None, refineEdges=None):
+    def computeLesion(self, image, box, segmenter, mode="3d", progress=None, should_cancel=None, refineEdges=None,
+                      organ=""):
         """Pure computation (no MRML): safe in a worker thread. ``refineEdges`` None follows the
-        modality rule (window_presets.json); True/False overrides it."""
+        modality rule (window_presets.json); True/False overrides it. ``organ`` picks the organ's
+        window there (see lesionOrgan)."""
         from DTTLib.segmentation.scene import compute_lesion
 
-        return compute_lesion(image, box, segmenter, mode, progress, should_cancel, refine_edges=refineEdges)
+        return compute_lesion(image, box, segmenter, mode, progress, should_cancel, organ=organ or "",
+                              refine_edges=refineEdges)
 
     def storeLesion(self, computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
-                    overwriteOthers=False):
-        """GUI thread: one undo step, other segments' voxels respected unless overwriteOthers."""
+                    overwriteOthers=False, organ="", lymphNode=False):
+        """GUI thread: one undo step, other segments' voxels respected unless overwriteOthers. The
+        segment gets the lesion's organ and lymph-node tags (see writeLesionAnatomy)."""
         from DTTLib.segmentation.scene import store_lesion
 
-        return store_lesion(computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
-                            overwriteOthers, scene=slicer.mrmlScene)
+        stored = store_lesion(computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
+                              overwriteOthers, scene=slicer.mrmlScene)
+        self.writeLesionAnatomy(segmentationNode, stored.segment_id, organ, lymphNode)
+        return stored
+
+    @staticmethod
+    def writeLesionAnatomy(segmentationNode, segmentId, organ="", lymphNode=False) -> None:
+        """The DTT.Organ / DTT.Nodal tags on a lesion's segment, which the DigitalTwinTumor module
+        reads for RECIST (organ as typed; neither tag when no organ is given and it is no node)."""
+        from DTTLib.mrml.lesions import write_lesion_anatomy
+
+        write_lesion_anatomy(segmentationNode.GetSegmentation().GetSegment(segmentId), organ, lymphNode)
 
     # -- nnU-Net: whole-scan proposals -------------------------------------------------
     def ensureNnUNetInstalled(self, confirm) -> bool:
@@ -515,22 +550,28 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
         segmentation = segmentationNode.GetSegmentation()
         return [(i, segmentation.GetSegment(i).GetName()) for i in pending_proposals(segmentationNode)]
 
-    def acceptProposal(self, segmentationNode, segmentId, lesionId, timepointLabel) -> str:
+    def acceptProposal(self, segmentationNode, segmentId, lesionId, timepointLabel, organ="", lymphNode=False) -> str:
+        """Rename the proposal to the lesion's name and tag it with the lesion's organ; returns the name."""
         from DTTLib.segmentation.nnunet_scene import accept_proposal
 
-        return accept_proposal(segmentationNode, segmentId, lesionId, timepointLabel, scene=slicer.mrmlScene)
+        name = accept_proposal(segmentationNode, segmentId, lesionId, timepointLabel, scene=slicer.mrmlScene)
+        self.writeLesionAnatomy(segmentationNode, segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(name),
+                                organ, lymphNode)
+        return name
 
     def rejectProposals(self, segmentationNode, segmentIds=None) -> int:
         from DTTLib.segmentation.nnunet_scene import reject_proposals
 
         return reject_proposals(segmentationNode, segmentIds, scene=slicer.mrmlScene)
 
-    def segmentLesionInBox(self, volumeNode, roiNode, threshold, segmentationNode, lesionId, timepointLabel):
-        """Segment inside the box and store the lesion; returns DTTLib's StoredLesion record."""
+    def segmentLesionInBox(self, volumeNode, roiNode, threshold, segmentationNode, lesionId, timepointLabel,
+                           organ="", lymphNode=False):
+        """Segment inside the box and store the lesion with its organ tags; returns DTTLib's StoredLesion."""
         from DTTLib.mrml.lesions import segment_lesion_by_threshold
 
         result = segment_lesion_by_threshold(volumeNode, roiNode, threshold, segmentationNode,
                                              lesionId, timepointLabel)
+        self.writeLesionAnatomy(segmentationNode, result.segment_id, organ, lymphNode)
         logging.info("DTTSegmentation: %s = %.1f mm3", result.segment_name, result.volume_mm3)
         return result
 
@@ -550,6 +591,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SphereInBox()
         self.test_EdgeRefinementChoices()
+        self.test_LesionOrganOptions()
         self.test_ModelRespectsOtherSegments()
         self.test_NnUNetProposals()
 
@@ -573,12 +615,41 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         roi = add_roi_node(RASBox(center, (22.0, 22.0, 22.0)), "Box")
         segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
 
-        result = DTTSegmentationLogic().segmentLesionInBox(volume, roi, 100, segmentation, "L1", "t0")
+        result = DTTSegmentationLogic().segmentLesionInBox(volume, roi, 100, segmentation, "L1", "t0", " liver ", False)
         expected = 4.0 / 3.0 * math.pi * radius**3
         self.assertEqual(result.segment_name, "L1 @ t0")
+        self.assertLesionTags(segmentation, "L1 @ t0", "liver", "false")
         self.assertAlmostEqual(result.volume_mm3 / expected, 1.0, delta=0.03)
         self.assertEqual(result.voxels, int(inside.sum()))
         self.delayDisplay("Test passed")
+
+    def assertLesionTags(self, segmentationNode, segmentName, organ, nodal):
+        """The written segment carries the DTT.Organ / DTT.Nodal tags the main module reads ("" = absent)."""
+        from DTTLib.mrml.lesions import NODAL_TAG, ORGAN_TAG
+
+        segmentation = segmentationNode.GetSegmentation()
+        segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(segmentName))
+        self.assertIsNotNone(segment, segmentName)
+        tags = []
+        for tag in (ORGAN_TAG, NODAL_TAG):
+            value = vtk.reference("")
+            tags.append(str(value) if segment.GetTag(tag, value) else "")
+        self.assertEqual(tags, [organ, nodal], segmentName)
+
+    def test_LesionOrganOptions(self):
+        """The lesion options' organ line edit and lymph-node check box are bound to the parameter
+        node; a node without an organ is segmented with the lymph-node organ."""
+        import xml.etree.ElementTree as ET
+
+        uiPath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "UI", "DTTSegmentation.ui")
+        bound = {w.get("name"): (w.get("class"), p.find("string").text) for w in ET.parse(uiPath).iter("widget")
+                 for p in w.findall("property") if p.get("name") == "SlicerParameterName"}
+        self.assertEqual(bound["organLineEdit"], ("QLineEdit", "organ"))
+        self.assertEqual(bound["lymphNodeCheckBox"], ("QCheckBox", "lymphNode"))
+        self.assertEqual(lesionOrgan(" Liver ", False), "Liver")
+        self.assertEqual(lesionOrgan("", True), "lymph node")
+        self.assertEqual(lesionOrgan("", False), "")
+        self.assertEqual(lesionOrgan("mediastinum", True), "mediastinum")
 
     def test_EdgeRefinementChoices(self):
         """The combo box's items, in order, are the rules the widget maps to computeLesion's refineEdges."""
@@ -619,9 +690,11 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         logic = DTTSegmentationLogic()
         calls = []
         computed = logic.computeLesion(image, VoxelBox(21, 23, 4, 43, 41, 4), logic.segmenter("litemedsam"),
-                                       "3d", progress=lambda d, t: calls.append(d))
-        stored = logic.storeLesion(computed, image, volume, segmentation, "L1", "t0")
+                                       "3d", progress=lambda d, t: calls.append(d), organ=lesionOrgan("", True))
+        stored = logic.storeLesion(computed, image, volume, segmentation, "L1", "t0", organ="lymph node",
+                                   lymphNode=True)
         self.assertEqual(stored.segment_name, "L1 @ t0")
+        self.assertLesionTags(segmentation, "L1 @ t0", "lymph node", "true")
         self.assertGreater(stored.voxels, 0)
         self.assertEqual(stored.withheld_voxels, 16)
         self.assertEqual(int(get_segment_mask(segmentation, "Other", volume).sum()), 16)
@@ -652,7 +725,8 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual([s.voxels for s in stored], [3 * 8 * 12, 3 * 6 * 6])
         pending = logic.pendingProposals(segmentation)
         self.assertEqual([name for _, name in pending], ["P1 @ t1 (proposal)", "P2 @ t1 (proposal)"])
-        self.assertEqual(logic.acceptProposal(segmentation, pending[0][0], "L1", "t1"), "L1 @ t1")
+        self.assertEqual(logic.acceptProposal(segmentation, pending[0][0], "L1", "t1", "lung", False), "L1 @ t1")
+        self.assertLesionTags(segmentation, "L1 @ t1", "lung", "false")
         self.assertEqual(logic.rejectProposals(segmentation), 1)
         self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
         self.delayDisplay("nnU-Net proposal test passed")
