@@ -65,9 +65,9 @@ NEW_LESION_CHOICES = ("tracking", "yes", "no")
 #: Day of a timepoint added after the last one, and of the default follow-up.
 FOLLOW_UP_INTERVAL_DAYS = 56.0
 MAX_DAY = 3650.0
-#: Segment tags this module reads for a lesion's organ ("liver") and nodal status ("1" / "0"); the
-#: lesion organ table overrides them, and a segment without them is described by its terminology.
-ORGAN_TAG, NODAL_TAG = "DTT.Organ", "DTT.Nodal"
+# A lesion's organ and nodal status are read from its segment's tags (DTTLib.mrml.lesions ORGAN_TAG /
+# NODAL_TAG, written by DTT Segmentation); the lesion organ table overrides them, and a segment
+# without them is described by its terminology.
 
 
 @parameterNodeWrapper
@@ -663,9 +663,12 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def lesionIdOfSegment(segmentName: str) -> str:
-        """DTT Segmentation names a lesion's segment "L1 @ t0": the lesion id is "L1" at every
-        timepoint. Any other segment name is its own lesion id."""
-        return segmentName.split(" @ ")[0].strip() or segmentName
+        """DTT Segmentation names a lesion's segment "L1 @ t0" (DTTLib.mrml.lesions.lesion_segment_name):
+        the lesion id is "L1" at every timepoint. Any other segment name is its own lesion id."""
+        from DTTLib.mrml.lesions import parse_lesion_segment_name
+
+        parsed = parse_lesion_segment_name(segmentName)
+        return parsed[0] if parsed else segmentName
 
     @staticmethod
     def segmentAnatomy(segment) -> tuple:
@@ -673,13 +676,15 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         terminology (anatomic region; a lymph node type or region makes it nodal). origin is "tag",
         "terminology" or "" when the segment says nothing."""
 
+        from DTTLib.mrml.lesions import read_lesion_anatomy
+
         def tag(name):
             value = vtk.reference("")
             return str(value).strip() if segment.GetTag(name, value) else ""
 
-        organ, nodalText = tag(ORGAN_TAG), tag(NODAL_TAG).lower()
-        if organ or nodalText:
-            nodal = nodalText in ("1", "true", "yes")
+        tagged = read_lesion_anatomy(segment)
+        if tagged is not None:
+            organ, nodal = tagged
             return organ or ("lymph node" if nodal else ""), nodal, "tag"
         # Slicer's serialised terminology: context~category~type~typeModifier~regionContext~region~regionModifier,
         # each code as scheme^value^meaning
@@ -1046,32 +1051,35 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
 
     def test_TwinFromThreeTimepoints(self):
         """Three lesions over days 0, 42, 84, named as DTT Segmentation names them ("L1 @ t0"), their
-        organs read from the segments: L1 liver by its DTT.Organ tag, L2 liver by its terminology's
+        organs read from the segments: L1 liver by the DTT.Organ / DTT.Nodal tags DTT Segmentation
+        writes, L2 liver by its terminology's
         anatomic region, N1 a lymph node by its terminology type (nodal: counted by its short axis).
         The user then puts L2 in the lung. All three are targets (with every lesion in one unnamed
         organ RECIST would allow two). SOD -17 % at day 42 (SD), -40 % at day 84 (PR); three points
         give a growth fit and the live what-if. An nnU-Net proposal not yet accepted is never counted
         (else day 42 would be PD: a new lesion)."""
         self.delayDisplay("Building a three-timepoint twin")
+        from DTTLib.mrml.lesions import lesion_segment_name, write_lesion_anatomy
         from DTTLib.mrml.segmentations import LESION_TERMINOLOGY, resolve_segment_id, set_segment_mask
         from DTTLib.mrml.tables import rows_from_table_node
-        from DTTLib.segmentation.nnunet_scene import PROPOSAL_TAG
+        from DTTLib.segmentation.nnunet_scene import PROPOSAL_TAG, proposal_segment_name
 
         centres = {"L1": (18, 18, 10), "L2": (46, 18, 10), "N1": (32, 48, 10)}
         radii = [{"L1": 15.0, "L2": 10.0, "N1": 9.0}, {"L1": 11.0, "L2": 9.0, "N1": 8.0},
                  {"L1": 6.0, "L2": 7.0, "N1": 7.0}]
         volumes, segmentations = self._syntheticScans(
-            [{lesion: (centres[lesion], r) for lesion, r in tp.items()} for tp in radii], "{lesion} @ t{t}")
+            [{lesion: (centres[lesion], r) for lesion, r in tp.items()} for tp in radii],
+            lesion_segment_name("{lesion}", "t{t}"))
         liver = LESION_TERMINOLOGY.replace("~^^~^^", "~SCT^10200004^Liver~^^")
         node = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
                 "~SCT^59441001^Lymph node~^^~Anatomic codes - DICOM master list~^^~^^")
         for t, segmentation in enumerate(segmentations):
             segments = segmentation.GetSegmentation()
-            segments.GetSegment(resolve_segment_id(segmentation, f"L1 @ t{t}")).SetTag(ORGAN_TAG, "liver")
+            write_lesion_anatomy(segments.GetSegment(resolve_segment_id(segmentation, f"L1 @ t{t}")), "liver", False)
             segments.GetSegment(resolve_segment_id(segmentation, f"L2 @ t{t}")).SetTag("TerminologyEntry", liver)
             segments.GetSegment(resolve_segment_id(segmentation, f"N1 @ t{t}")).SetTag("TerminologyEntry", node)
         proposal = set_segment_mask(segmentations[1], self._syntheticMask(volumes[1], (32, 32, 10), 6.0),
-                                    "P1 @ t1 (proposal)", volumes[1])
+                                    proposal_segment_name("P1", "t1"), volumes[1])
         segmentations[1].GetSegmentation().GetSegment(proposal).SetTag(PROPOSAL_TAG, "0.800")
 
         logic = DigitalTwinTumorLogic()
@@ -1079,6 +1087,8 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
                      for lesion, a in logic.lesionAnatomy(segmentations).items()}
         self.assertEqual(described, {"L1": ("liver", False, "tag"), "L2": ("Liver", False, "terminology"),
                                      "N1": ("lymph node", True, "terminology")})  # the proposal is no lesion
+        names = ("L1 @ t2", "Liver met 3 @ 2024-05-01", "Segment_1")
+        self.assertEqual([logic.lesionIdOfSegment(name) for name in names], ["L1", "Liver met 3", "Segment_1"])
         userSet = logic.parseLesionAnatomy(logic.setLesionAnatomy("{}", "L2", " lung ", False))
         self.assertEqual(logic.lesionAnatomy(segmentations, userSet)["L2"],
                          {"organ": "lung", "nodal": False, "origin": "user"})
