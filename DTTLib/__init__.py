@@ -7,3 +7,8 @@ is cheap on purpose: sub-packages are imported by whoever needs them.
 """
 
 __version__ = "0.1.0"
+
+# A crash guard, not a feature: see DTTLib/triton_guard.py (two LLVMs in one process).
+from DTTLib.triton_guard import install as _install_triton_guard  # noqa: E402
+
+_install_triton_guard()
