@@ -391,3 +391,22 @@ def test_fixed_window_slice_matches_the_hand_formula():
     expected = np.rint(np.clip((np.nan_to_num(hu, nan=-160.0) + 160.0) / 400.0, 0, 1) * 255)
     np.testing.assert_array_equal(gray[..., 0], expected)
     assert (gray[..., 0] == gray[..., 2]).all()
+
+
+def test_denoising_follows_the_data_file(tmp_path):
+    from DTTLib.imaging.preprocess import segmentation_denoise_mm  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import settings_for_scan  # noqa: PLC0415
+
+    # shipped: CT slices smoothed by 0.7 mm before the model, MR and unknown modalities untouched
+    assert segmentation_denoise_mm("CT") == 0.7 and segmentation_denoise_mm("MR") == 0.0
+    assert segmentation_denoise_mm("") == 0.0
+    ct = settings_for_scan("CT", "liver")
+    assert (ct.window, ct.refine_edges, ct.denoise_mm) == ("slice", True, 0.7)
+    assert settings_for_scan("CT", refine_edges=False).refine_edges is False
+    rules = tmp_path / "denoise.json"
+    rules.write_text(json.dumps({"presets": [], "segmentation": {"CT": {"denoise_mm": 1.5}, "denoise_mm": 0.3}}))
+    assert segmentation_denoise_mm("CT", rules) == 1.5 and segmentation_denoise_mm("MR", rules) == 0.3
+    rules = tmp_path / "bad_denoise.json"
+    rules.write_text(json.dumps({"presets": [], "segmentation": {"CT": {"denoise_mm": "lots"}}}))
+    with pytest.raises(InputError, match="denoise_mm"):
+        segmentation_denoise_mm("CT", rules)

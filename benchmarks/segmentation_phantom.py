@@ -25,8 +25,8 @@ from DTTLib.demo.phantom import make_phantom  # noqa: E402
 from DTTLib.imaging.io import read_image  # noqa: E402
 from DTTLib.segmentation.box import VoxelBox  # noqa: E402
 from DTTLib.segmentation.litemedsam import LiteMedSAMSegmenter  # noqa: E402
-from DTTLib.imaging.preprocess import segmentation_edge_refinement, segmentation_window  # noqa: E402
-from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: E402
+from DTTLib.imaging.preprocess import segmentation_edge_refinement  # noqa: E402
+from DTTLib.segmentation.propagate import propagate_box, settings_for_scan  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         labels = read_image(case_dir / "truth" / timepoint["path"].replace(".nrrd", "_labels.nrrd")).array
         for number, lesion in enumerate(case["lesions"], start=1):
             truth = labels == number
-            settings = PropagationSettings(window=segmentation_window(modality, lesion["organ"]), refine_edges=edges)
+            settings = settings_for_scan(modality, lesion["organ"], edges)
             result = propagate_box(image, VoxelBox(*lesion["box"]["ijk"]), segmenter, settings)
             mask = result.mask > 0
             row = {"timepoint": timepoint["id"], "lesion": lesion["id"], "truth_voxels": int(truth.sum()),

@@ -205,6 +205,18 @@ def segmentation_edge_refinement(modality: str, path: str | Path | None = None) 
     return bool(rules.get("refine_edges", False) if value is None else value)
 
 
+def segmentation_denoise_mm(modality: str, path: str | Path | None = None) -> float:
+    """In-plane smoothing (Gaussian sigma, mm) of slices before a box-prompt model sees them
+    (``denoise_mm`` in the "segmentation" section of ``window_presets.json``; 0 = none)."""
+    rules, by_modality = _modality_rules(modality, path)
+    value = None if by_modality is None else by_modality.get("denoise_mm")
+    value = rules.get("denoise_mm", 0.0) if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 5:
+        raise InputError(f"denoise_mm {value!r} in window_presets.json is not a sigma in mm (0-5)",
+                         "fix the data file")
+    return float(value)
+
+
 def resolve_window(window: str | WindowPreset | tuple[float, float]) -> WindowPreset:
     """A preset name, a preset or (level, width) → a checked :class:`WindowPreset`."""
     if isinstance(window, WindowPreset):

@@ -17,20 +17,21 @@ from typing import Any
 import numpy as np
 
 from DTTLib.errors import InputError
-from DTTLib.imaging.preprocess import segmentation_edge_refinement, segmentation_window
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.pipeline.cache import StepCache
 from DTTLib.pipeline.case import BoxPrompt, CaseSpec, LesionSpec
 from DTTLib.pipeline.progress import Progress, ProgressEvent, ignore_progress
 from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras
+from DTTLib.segmentation.propagate import PropagationSettings, settings_for_scan
 
 #: In-plane margin around a carried-over lesion box, for growth and registration error: a
 #: fraction of the lesion's extent, within [min, max] mm. A fixed 3 mm doubled the box of a
 #: 6 mm node, and the model then filled the box.
 CARRY_MARGIN_FRACTION = 0.15
 CARRY_MARGIN_MM = (1.0, 3.0)
-#: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window).
-STEP_VERSION = 5
+#: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window; v6: CT
+#: slices denoised before the model).
+STEP_VERSION = 6
 #: Bump when registration changes (v2: a runaway affine stage falls back to the rigid one).
 REGISTRATION_VERSION = 3
 
@@ -54,6 +55,8 @@ class LesionSegmentation:
     outline: str = "model"
     #: the nnU-Net proposal ("P2") whose box prompted this segmentation; "" when none did
     proposal: str = ""
+    #: in-plane Gaussian sigma (mm) of the slices the model saw (window_presets.json rule)
+    denoise_mm: float = 0.0
 
 
 def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
@@ -108,17 +111,16 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                     if hit is not None:
                         box, source, proposal_id = hit
                 progress(ProgressEvent("segment", f"segmenting {lesion.lesion_id} at {timepoint_id}", done, len(plan)))
-                modality = scan_modality(case, timepoint_id, image)
-                window = segmentation_window(modality, lesion.organ)
-                edges = segmentation_edge_refinement(modality)
+                settings = settings_for_scan(scan_modality(case, timepoint_id, image), lesion.organ)
                 key = {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
-                       "window": window, "refine_edges": edges,
+                       "window": settings.window, "refine_edges": settings.refine_edges,
+                       "denoise_mm": settings.denoise_mm,
                        "model": getattr(segmenter, "name", type(segmenter).__name__)}
                 if proposal_id:
                     key["prompt"] = source
                 results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
                     "segment", key,
-                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, window, edges,
+                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, settings,
                                          proposal_id))
         except BaseException:
             for future in pending.values():  # a failed run should not wait for unneeded registrations
@@ -218,33 +220,35 @@ def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: Im
 
 
 def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box: VoxelBox, source: str,
-                 segmenter: Any, window: str = "slice", refine_edges: bool = False,
-                 proposal_id: str = "") -> LesionSegmentation:
+                 segmenter: Any, settings: PropagationSettings, proposal_id: str = "") -> LesionSegmentation:
     import time  # noqa: PLC0415
 
-    from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
 
     started = time.perf_counter()
-    result = propagate_box(image, box, segmenter, PropagationSettings(window=window, refine_edges=refine_edges))
+    result = propagate_box(image, box, segmenter, settings)
     mask = result.mask.astype(np.uint8)
     found = bool(mask.any())
-    appearance = _appearance(image, mask, segmenter, window) if found else None
+    appearance = _appearance(image, mask, segmenter, settings) if found else None
     kind = "given" if source == "given" else "proposed" if proposal_id else "carried-over"
     notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
                               f"{kind} box — recorded as not found; check it"]
     return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
                               getattr(segmenter, "name", type(segmenter).__name__), found, notes,
-                              time.perf_counter() - started, appearance, window, result.outline, proposal_id)
+                              time.perf_counter() - started, appearance, settings.window, result.outline, proposal_id,
+                              settings.denoise_mm)
 
 
-def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any, window: str) -> np.ndarray | None:
+def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any,
+                settings: PropagationSettings) -> np.ndarray | None:
     """Encoder features pooled inside the mask on its widest slice, prepared exactly as the
     segmentation saw it (so the encoder's slice cache answers; no second encoding)."""
-    from DTTLib.segmentation.prepare import slice_for_model  # noqa: PLC0415
+    from DTTLib.segmentation.prepare import denoise_sigma_px, slice_for_model  # noqa: PLC0415
     from DTTLib.segmentation.propagate import region_feature  # noqa: PLC0415
 
     k = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
-    vector = region_feature(segmenter.encode(slice_for_model(image.array[k], window)), mask[k].astype(bool))
+    prepared = slice_for_model(image.array[k], settings.window, denoise_sigma_px(image.spacing, settings.denoise_mm))
+    vector = region_feature(segmenter.encode(prepared), mask[k].astype(bool))
     if vector is None or not np.any(vector):
         return None
     return np.asarray(vector, np.float32).ravel()

@@ -53,8 +53,35 @@ def window_slice_fixed(slice_2d: np.ndarray, lower: float, upper: float) -> np.n
     return _scaled_gray(values, float(lower), float(upper))
 
 
-def slice_for_model(slice_2d: np.ndarray, window: str = "slice") -> np.ndarray:
-    """A slice as a box-prompt model sees it: "slice" percentiles, or a CT preset in HU."""
+def denoised(slice_2d: np.ndarray, sigma_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The slice smoothed in-plane by a Gaussian of ``sigma_px`` (rows, columns) pixels.
+
+    Only what the model sees is smoothed: MedSAM segments noisy low-contrast lesions poorly
+    (see ``denoise_mm`` in window_presets.json), while measurements, the intensity checks and
+    the edge refinement keep the raw voxels."""
+    if max(sigma_px) <= 0:
+        return slice_2d
+    from scipy import ndimage  # noqa: PLC0415
+
+    values = np.asarray(slice_2d, dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():  # NaN would spread; fill with the median of the rest first
+        values = np.where(finite, values, np.median(values[finite]) if finite.any() else 0.0)
+    return ndimage.gaussian_filter(values, sigma_px, truncate=3.0)
+
+
+def denoise_sigma_px(spacing_ijk: tuple[float, ...], denoise_mm: float) -> tuple[float, float]:
+    """(rows, columns) Gaussian sigma in pixels for ``denoise_mm`` on a slice of this spacing."""
+    if denoise_mm <= 0:
+        return (0.0, 0.0)
+    return (denoise_mm / float(spacing_ijk[1]), denoise_mm / float(spacing_ijk[0]))
+
+
+def slice_for_model(slice_2d: np.ndarray, window: str = "slice",
+                    sigma_px: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """A slice as a box-prompt model sees it: smoothed by ``sigma_px`` (see :func:`denoised`),
+    then windowed by "slice" percentiles or a CT preset in HU."""
+    slice_2d = denoised(slice_2d, sigma_px)
     if window == "slice":
         return window_slice(slice_2d)
     from DTTLib.imaging.preprocess import resolve_window  # noqa: PLC0415

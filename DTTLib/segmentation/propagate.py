@@ -73,7 +73,8 @@ from DTTLib.errors import InputError
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.segmentation.backend import BoxPromptSegmenter, SliceEmbedding
 from DTTLib.segmentation.box import VoxelBox, checked_box
-from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, window_slice, window_slice_fixed
+from DTTLib.segmentation.prepare import (LITEMEDSAM_SIZE, denoise_sigma_px, denoised, slice_for_model,
+                                         window_slice)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,21 @@ class PropagationSettings:
     refine_edges: bool = False
     edge_min_contrast: float = 2.0  # lesion–surroundings difference in pooled noise SDs
     edge_max_change: float = 0.5    # a refit changing a slice's area more than this is dropped
+    #: In-plane Gaussian sigma (mm) of the slices the model sees (not of what is measured); by
+    #: ``window_presets.json``: 0.7 mm for CT, 0 for MR.
+    denoise_mm: float = 0.0
+
+
+def settings_for_scan(modality: str, organ: str = "", refine_edges: bool | None = None,
+                      **overrides: object) -> PropagationSettings:
+    """The propagation settings the data file gives a scan of this modality (and lesion organ):
+    slice window, edge refinement (``refine_edges`` True/False overrides it) and denoising."""
+    from DTTLib.imaging.preprocess import (  # noqa: PLC0415
+        segmentation_denoise_mm, segmentation_edge_refinement, segmentation_window)
+
+    edges = segmentation_edge_refinement(modality) if refine_edges is None else bool(refine_edges)
+    return PropagationSettings(**{"window": segmentation_window(modality, organ), "refine_edges": edges,
+                                  "denoise_mm": segmentation_denoise_mm(modality), **overrides})
 
 
 @dataclass
@@ -176,11 +192,10 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
     from scipy import ndimage  # noqa: PLC0415
 
     settings = settings or PropagationSettings()
-    fixed_window = None
     if settings.window not in ("slice", "roi"):  # a CT preset name; unknown names say which exist
         from DTTLib.imaging.preprocess import resolve_window  # noqa: PLC0415
 
-        fixed_window = resolve_window(settings.window)
+        resolve_window(settings.window)
     box = checked_box(box, image)
     array = np.asarray(image.array)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array[box.slices()]).all():
@@ -206,12 +221,13 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
         if progress is not None:
             progress(min(done, total), total)
 
+    sigma_px = denoise_sigma_px(image.spacing, settings.denoise_mm)
+
     def prepared(k: int) -> np.ndarray:
-        if fixed_window is not None:
-            return window_slice_fixed(array[k], fixed_window.lower, fixed_window.upper)
         if settings.window == "roi":  # window from the ROI rectangle, applied to the whole slice
-            return window_slice(array[k], reference=array[k][inplane])
-        return window_slice(array[k])
+            smoothed = denoised(array[k], sigma_px)
+            return window_slice(smoothed, reference=smoothed[inplane])
+        return slice_for_model(array[k], settings.window, sigma_px)
 
     def embedding_for(k: int, step: int) -> SliceEmbedding:
         if k not in embeddings:

@@ -38,24 +38,20 @@ def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
                    refine_edges: bool | None = None) -> ComputedLesion:
     """``mode`` "slice": only the box's middle slice; "3d": propagate (see propagate.py).
 
-    Slices are windowed, and outlines moved to the intensity edge, by the rules for the scan's
+    Slices are windowed and denoised, and outlines moved to the intensity edge, by the rules for the scan's
     modality (``image.metadata["dicom"]["Modality"]``, set from the volume node) and the
     lesion's organ (window_presets.json); ``refine_edges`` True/False overrides the edge rule
     (e.g. a CT volume loaded from a file without its modality)."""
-    from DTTLib.imaging.preprocess import segmentation_edge_refinement, segmentation_window  # noqa: PLC0415
     from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
-    from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import propagate_box, settings_for_scan  # noqa: PLC0415
 
-    window = segmentation_window(image.modality, organ)
-    edges = segmentation_edge_refinement(image.modality) if refine_edges is None else refine_edges
     if mode == "slice":
         k = (box.k0 + box.k1) // 2
         box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
-        result = propagate_box(image, box, segmenter, PropagationSettings(slab_extent=0.0, window=window, refine_edges=edges),
-                               progress, should_cancel)
+        settings = settings_for_scan(image.modality, organ, refine_edges, slab_extent=0.0)
     else:
-        result = propagate_box(image, box, segmenter, PropagationSettings(window=window, refine_edges=edges), progress=progress,
-                               should_cancel=should_cancel)
+        settings = settings_for_scan(image.modality, organ, refine_edges)
+    result = propagate_box(image, box, segmenter, settings, progress=progress, should_cancel=should_cancel)
     return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device),
                           result.outline)
 
