@@ -138,6 +138,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timepointWidgets = []  # one dict of cell widgets per row of the timepoints table
         self._updatingTimepoints = False
         self._anatomyShown = None  # (segmentation node ids, lesionAnatomy) the organ table shows
+        self._buildJob = None  # the twin build running in a worker thread (see onBuildTwinButton)
+        self._buildTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -162,13 +164,31 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.lesionAnatomyTableWidget.connect("cellChanged(int,int)", self._onLesionAnatomyEdited)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.buildTwinButton.connect("clicked(bool)", self.onBuildTwinButton)
+        self.ui.cancelBuildButton.connect("clicked(bool)", self.onCancelBuildButton)
+        self._showBuilding(False)
         self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
         self.ui.overrideButton.connect("clicked(bool)", self.onOverrideButton)
         self.ui.openRunButton.connect("clicked(bool)", self.onOpenRunButton)
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReportButton)
         self.initializeParameterNode()
 
+    #: cleanup waits this long for a cancelled build to reach its next step boundary
+    CLEANUP_WAIT_S = 60.0
+
     def cleanup(self) -> None:
+        # A build still running is cancelled and its result dropped: the widget is going away. Its
+        # thread is waited for (it stops at the end of the current step), so that Slicer never exits
+        # with the worker inside SimpleITK or SciPy.
+        job = self._buildJob
+        self._cancelBuild(ignoreResult=True)
+        if self._buildTimer is not None:
+            self._buildTimer.stop()
+            self._buildTimer = None
+        self._buildJob = None
+        if job is not None:
+            job["thread"].join(self.CLEANUP_WAIT_S)
+            if job["thread"].is_alive():
+                logging.warning("DigitalTwinTumor: the cancelled twin build is still running")
         self.removeObservers()
 
     def enter(self) -> None:
@@ -182,6 +202,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        # A build still running would publish into the next scene: cancel it and drop its result.
+        self._cancelBuild(ignoreResult=True)
         self.setParameterNode(None)
         # The twin's nodes go with the scene: forget them, or the tables, the what-if sliders
         # and the correction button would keep working on deleted nodes.
@@ -458,12 +480,18 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         problem = self.logic.timepointsProblem(self._timepoints()) if node else _("No parameter node")
         self.ui.applyButton.enabled = not problem
         self.ui.applyButton.toolTip = problem or _("Assign the scans to timepoints")
+        building = self._buildJob is not None
+        if building:  # one build at a time; the timepoints are those of the running build
+            self.ui.applyButton.enabled = False
+            self.ui.applyButton.toolTip = _("A twin is being built")
         buildProblem = problem or (self.logic.timepointsProblem(self._timepoints(), segmentations=True))
-        self.ui.buildTwinButton.enabled = not buildProblem
-        self.ui.buildTwinButton.toolTip = buildProblem or _(
-            "Measure lesions, track them, evaluate RECIST, fit growth")
+        self.ui.buildTwinButton.enabled = not buildProblem and not building
+        self.ui.buildTwinButton.toolTip = (_("A twin is being built: wait for it or cancel it") if building
+                                           else buildProblem or _("Measure lesions, track them, evaluate RECIST, "
+                                                                  "fit growth (in the background: Cancel stops it)"))
         self.ui.removeTimepointButton.enabled = bool(node and len(node.timepointDays) > 2)
-        self.ui.overrideButton.enabled = bool(node and node.overrideReason.strip() and self.logic.canOverride())
+        self.ui.overrideButton.enabled = bool(node and node.overrideReason.strip() and self.logic.canOverride()
+                                              and not building)
         self.ui.overrideButton.toolTip = _("Apply the correction") if self.ui.overrideButton.enabled else _(
             "Build the twin here (Build twin) and give a reason first")
         if node and self.logic.hasTwin():
@@ -496,21 +524,143 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onShowChartButton()
 
     def onBuildTwinButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to build the twin."), waitCursor=True):
-            node = self._parameterNode
-            timepoints = self._timepoints()
-            volumes = [t["volume"] for t in timepoints]
-            days = [t["day"] for t in timepoints]
-            self.logic.setupTimepoints(volumes, days, node.patientName)
-            summary = self.logic.buildTwinFromNodes(
-                volumes, [t["segmentation"] for t in timepoints], days, node.patientName, node.therapyLog,
-                [t["nonTarget"] for t in timepoints], registerScans=node.registerScans,
-                newLesions=[{"yes": True, "no": False}.get(t["newLesions"]) for t in timepoints],
-                lesionAnatomy=self.logic.parseLesionAnatomy(node.lesionAnatomy),
-                immunotherapy=node.immunotherapy, confirmationRequired=node.confirmationRequired,
-                minSdDays=node.minSdDays)
-            self._updateLesionAnatomyTable(force=True)  # the lesions as measured, segments edited meanwhile
+        """Build the twin: the scans and masks are read here (GUI thread), registration, tracking,
+        RECIST and growth fits run in a worker thread (progress, Cancel), and the result is written
+        into the scene back on the GUI thread. A cancelled or failed build leaves the scene as it was."""
+        if self._buildJob is not None:
+            return
+        failure = _("Failed to build the twin.")
+        node = self._parameterNode
+        timepoints = self._timepoints()
+        volumes = [t["volume"] for t in timepoints]
+        segmentations = [t["segmentation"] for t in timepoints]
+        days = [t["day"] for t in timepoints]
+        patientName = node.patientName
+        try:
+            import qt
+
+            slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+            try:
+                request = self.logic.readTwinInputs(
+                    volumes, segmentations, days, patientName, node.therapyLog, [t["nonTarget"] for t in timepoints],
+                    registerScans=node.registerScans,
+                    newLesions=[{"yes": True, "no": False}.get(t["newLesions"]) for t in timepoints],
+                    lesionAnatomy=self.logic.parseLesionAnatomy(node.lesionAnatomy),
+                    immunotherapy=node.immunotherapy, confirmationRequired=node.confirmationRequired,
+                    minSdDays=node.minSdDays)
+            finally:
+                slicer.app.restoreOverrideCursor()
+        except Exception as error:  # noqa: BLE001 - shown as problem and fix, not as a traceback
+            self._showBuildError(failure, error)
+            return
+
+        def finish(computed):
+            try:
+                if not all(slicer.mrmlScene.IsNodePresent(n) for n in volumes + segmentations):
+                    raise ValueError(_("A scan or segmentation of the timepoints was removed while the twin "
+                                       "was being built: select the timepoints again and build the twin again."))
+                self.logic.setupTimepoints(volumes, days, patientName)
+                summary = self.logic.publishTwin(computed)
+            except Exception as error:  # noqa: BLE001
+                self._showBuildError(failure, error)
+                return
+            try:  # the lesions as measured, segments edited meanwhile; runs from a timer: no dialog
+                self._updateLesionAnatomyTable(force=True)
+            except Exception:
+                logging.exception("DigitalTwinTumor: reading the lesion segments failed")
             self._showResults(summary)
+
+        self._runBuild(request, finish, failure)
+
+    def _runBuild(self, request, finish, failure: str, intervalMs: int = 100) -> None:
+        """DigitalTwinTumorLogic.computeTwin in a worker thread (no MRML there; DTT Segmentation's
+        pattern): progress and cancel through the shared job dict, which a timer on the GUI thread
+        polls; ``finish(computed)`` runs on the GUI thread, unless the build was cancelled, failed
+        or is to be ignored (scene closed, module cleaned up)."""
+        import threading
+        import traceback
+
+        import qt
+
+        job = {"cancel": False, "ignore": False, "done": 0, "total": 1, "step": None, "result": None,
+               "error": None, "traceback": ""}
+
+        def work():
+            try:
+                job["result"] = DigitalTwinTumorLogic.computeTwin(
+                    request, progress=lambda done, total, step: job.update(done=done, total=total, step=step),
+                    should_cancel=lambda: job["cancel"])
+            except Exception as error:  # noqa: BLE001 - shown on the GUI thread
+                job["error"], job["traceback"] = error, traceback.format_exc()
+
+        thread = threading.Thread(target=work, name="DigitalTwinTumor twin build", daemon=True)
+        job["thread"] = thread
+        self._buildJob = job
+        self._showBuilding(True)
+        thread.start()
+        timer = qt.QTimer()
+        timer.setInterval(intervalMs)
+
+        def poll():
+            if not job["ignore"]:
+                self.ui.buildProgressBar.maximum = max(job["total"], 1)
+                self.ui.buildProgressBar.value = job["done"]
+                if not job["cancel"]:
+                    self.ui.statusLabel.text = self.logic.progressText(job["step"])
+            if thread.is_alive():
+                return
+            timer.stop()
+            if self._buildTimer is timer:
+                self._buildTimer = None
+            if self._buildJob is job:
+                self._buildJob = None
+                self._showBuilding(False)
+            if job["ignore"]:
+                logging.info("DigitalTwinTumor: a twin build ended after its scene was closed; result dropped")
+                return
+            if job["error"] is not None:
+                logging.error("DigitalTwinTumor: building the twin failed\n%s", job["traceback"])
+                self._showBuildError(failure, job["error"], logged=True)
+                return
+            if job["result"] is None or job["result"].cancelled:
+                self.ui.statusLabel.text = _("Build cancelled: the scene is unchanged.")
+                return
+            finish(job["result"])
+
+        timer.connect("timeout()", poll)
+        self._buildTimer = timer
+        timer.start()
+
+    def onCancelBuildButton(self) -> None:
+        if self._buildJob is not None and not self._buildJob["cancel"]:
+            self._cancelBuild()
+            self.ui.statusLabel.text = _("Cancelling: the build stops after the current step…")
+
+    def _cancelBuild(self, ignoreResult: bool = False) -> None:
+        """Ask the running build to stop at its next step; ``ignoreResult`` also drops whatever it returns."""
+        job = self._buildJob
+        if job is None:
+            return
+        job["cancel"] = True
+        if ignoreResult:
+            job["ignore"] = True
+        if hasattr(self, "ui"):
+            self.ui.cancelBuildButton.enabled = False
+
+    def _showBuilding(self, building: bool) -> None:
+        self.ui.buildProgressBar.visible = building
+        self.ui.buildProgressBar.value = 0
+        self.ui.cancelBuildButton.enabled = building
+        self.ui.cancelBuildButton.visible = building
+        self.ui.openRunButton.enabled = not building
+        self._checkCanApply()
+
+    def _showBuildError(self, failure: str, error, logged: bool = False) -> None:
+        """DTTLib's problem and fix in an error popup, no traceback (that goes to the log)."""
+        if not logged:
+            logging.error("DigitalTwinTumor: %s", failure, exc_info=(type(error), error, error.__traceback__))
+        self.ui.statusLabel.text = ""
+        slicer.util.errorDisplay(self.logic.errorText(failure, error))
 
     def onOpenRunButton(self) -> None:
         folder = self.ui.runOutputPathLineEdit.currentPath
@@ -557,6 +707,45 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             summary = self.logic.setupTimepoints([t["volume"] for t in timepoints], [t["day"] for t in timepoints],
                                                  node.patientName)
             self.ui.statusLabel.text = summary
+
+
+#
+# What a twin build hands from the GUI thread to the worker thread and back
+#
+
+
+class TwinBuildRequest:
+    """What DigitalTwinTumorLogic.computeTwin works on, read from the scene by readTwinInputs on the
+    GUI thread: timepoints (DTTLib TimepointMasks: the scan as an ImageVolume and each lesion's mask,
+    numpy copies, baseline first), the therapy log, per timepoint the reader's new-lesion flag
+    (None: as tracking finds), the RECIST settings and the corrections of the patient's current twin
+    (DTTLib Override objects) to apply again. No MRML node: the scene may change while it is used."""
+
+    def __init__(self, patient, timepoints, therapy, newLesions, registerScans=True, immunotherapy=False,
+                 confirmationRequired=False, minSdDays=42.0, previousOverrides=()):
+        self.patient = patient
+        self.timepoints = list(timepoints)
+        self.therapy = list(therapy)
+        self.newLesions = list(newLesions)
+        self.registerScans = bool(registerScans)
+        self.immunotherapy = bool(immunotherapy)
+        self.confirmationRequired = bool(confirmationRequired)
+        self.minSdDays = float(minSdDays)
+        self.previousOverrides = list(previousOverrides)
+
+
+class ComputedTwin:
+    """computeTwin's result, published into the scene by publishTwin on the GUI thread: the twin's
+    inputs (DTTLib TwinInputs), state (TwinState) and what-if engine (None without a SOD fit), and
+    (override, error) for each earlier correction applied again. ``cancelled``: the build was
+    stopped before it finished, and there is nothing else."""
+
+    def __init__(self, inputs=None, state=None, whatif=None, overrides=(), cancelled=False):
+        self.inputs = inputs
+        self.state = state
+        self.whatif = whatif
+        self.overrides = list(overrides)
+        self.cancelled = bool(cancelled)
 
 
 #
@@ -760,10 +949,27 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         None as tracking finds. ``lesionAnatomy`` ({lesion id: {"organ", "nodal"}}) overrides the
         organ and nodal status the segments carry (see lesionAnatomy). ``immunotherapy`` selects
         iRECIST; ``confirmationRequired`` and ``minSdDays`` are the RECIST 1.1 confirmation and
-        stable-disease duration rules."""
+        stable-disease duration rules.
+
+        Synchronous: readTwinInputs, computeTwin, publishTwin in a row. The widget runs the same
+        three steps with computeTwin in a worker thread."""
+        request = self.readTwinInputs(volumeNodes, segmentationNodes, days, patientName, therapyLog, nonTarget,
+                                      registerScans, newLesions, lesionAnatomy, immunotherapy,
+                                      confirmationRequired, minSdDays)
+        return self.publishTwin(self.computeTwin(request))
+
+    def readTwinInputs(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
+                       nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,
+                       immunotherapy: bool = False, confirmationRequired: bool = False,
+                       minSdDays: float = 42.0) -> "TwinBuildRequest":
+        """GUI thread: check the timepoints and copy what the twin is computed from out of the scene
+        (each scan's voxels, each lesion segment's mask, organs, settings, the corrections of this
+        patient's current twin). The request holds numpy copies and no MRML node, so computeTwin
+        can run on it in a worker thread while the scene changes. Arguments as buildTwinFromNodes."""
         from DTTLib.mrml.segmentations import get_segment_mask
         from DTTLib.mrml.volumes import image_from_volume_node
-        from DTTLib.twin.from_masks import TimepointMasks, inputs_from_masks
+        from DTTLib.tracking.records import IdentityGraph
+        from DTTLib.twin.from_masks import TimepointMasks
         from DTTLib.twin.records import parse_therapy_log
 
         count = len(volumeNodes)
@@ -777,6 +983,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             segmentations=True, minimum=1)
         if problem:
             raise ValueError(problem)
+        therapy = parse_therapy_log(therapyLog)
         order = sorted(range(count), key=lambda index: float(days[index]))
         anatomy = self.lesionAnatomy([segmentationNodes[index] for index in order], lesionAnatomy)
         timepoints = []
@@ -793,56 +1000,173 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             timepoints.append(TimepointMasks(float(days[index]), image_from_volume_node(volume), masks,
                                              nonTarget[index], organs, nodal,
                                              source=f"{volume.GetName()} / {segmentation.GetName()}"))
-        inputs, _graph = inputs_from_masks(patientName, timepoints, parse_therapy_log(therapyLog),
-                                           register_scans=registerScans, immunotherapy=bool(immunotherapy),
-                                           confirmation_required=bool(confirmationRequired),
-                                           min_sd_days=float(minSdDays))
-        for info, index in zip(inputs.timepoints[1:], order[1:]):  # the baseline has no new lesions
-            info.new_lesions = None if newLesions[index] is None else bool(newLesions[index])
-        notes = self._reapplyOverrides(inputs)
-        return self.buildTwin(inputs, notes)
+        previous = []
+        if self.state is not None and self.state.patient == patientName and self.state.identity:
+            previous = IdentityGraph.from_dict({"overrides": self.state.identity.get("overrides", [])}).overrides
+        return TwinBuildRequest(patientName, timepoints, therapy, [newLesions[index] for index in order],
+                                bool(registerScans), bool(immunotherapy), bool(confirmationRequired),
+                                float(minSdDays), previous)
 
-    def _reapplyOverrides(self, inputs) -> list:
+    @staticmethod
+    def computeTwin(request, progress=None, should_cancel=None) -> "ComputedTwin":
+        """The long part of building a twin, as pure computation: no MRML, no Qt, no logic state, so
+        it is safe in a worker thread. Steps: register each scan to the one before it (one step per
+        pair, when the request registers scans), measure and track the lesions, then RECIST and
+        growth fits with the what-if engine (DTTLib.twin.assemble.build_twin).
+
+        ``progress(done, total, step)`` is called as each step starts; ``step`` is ("register",
+        pair, pairs), ("track",) or ("fit",), and ("done",) once all are done (see progressText).
+        ``should_cancel()`` is asked before each step and after the last: when it says True the
+        result has ``cancelled`` set and nothing else, and nothing was published. Errors are raised (DTTLib's DTTError names the
+        problem and the fix)."""
+        from DTTLib.tracking.registration import register
+        from DTTLib.twin.assemble import build_twin
+        from DTTLib.twin.from_masks import inputs_from_masks
+
+        timepoints = request.timepoints
+        pairs = len(timepoints) - 1 if request.registerScans else 0
+        total = pairs + 2
+        done = 0
+
+        def startStep(step) -> bool:
+            """False when cancelled: the step is not started."""
+            if should_cancel is not None and should_cancel():
+                return False
+            if progress is not None:
+                progress(done, total, step)
+            return True
+
+        registrations = None
+        if pairs:
+            registrations = [None]
+            for pair in range(1, pairs + 1):
+                if not startStep(("register", pair, pairs)):
+                    return ComputedTwin(cancelled=True)
+                registrations.append(register(timepoints[pair - 1].scan, timepoints[pair].scan))
+                done += 1
+        if not startStep(("track",)):
+            return ComputedTwin(cancelled=True)
+        inputs, _graph = inputs_from_masks(request.patient, timepoints, request.therapy,
+                                           register_scans=request.registerScans, registrations=registrations,
+                                           immunotherapy=request.immunotherapy,
+                                           confirmation_required=request.confirmationRequired,
+                                           min_sd_days=request.minSdDays)
+        for info, flag in zip(inputs.timepoints[1:], request.newLesions[1:]):  # the baseline has no new lesions
+            info.new_lesions = None if flag is None else bool(flag)
+        overrides = DigitalTwinTumorLogic._reapplyOverrides(inputs, request.previousOverrides)
+        done += 1
+        if not startStep(("fit",)):
+            return ComputedTwin(cancelled=True)
+        state, whatif = build_twin(inputs)
+        done += 1
+        if should_cancel is not None and should_cancel():
+            return ComputedTwin(cancelled=True)
+        if progress is not None:
+            progress(done, total, ("done",))
+        return ComputedTwin(inputs, state, whatif, overrides)
+
+    @staticmethod
+    def progressText(step) -> str:
+        """GUI thread: the words for a computeTwin progress step."""
+        kind = step[0] if step else ""
+        if kind == "register":
+            return _("Registering scan {later} to scan {earlier} (pair {pair} of {pairs})…").format(
+                later=step[1], earlier=step[1] - 1, pair=step[1], pairs=step[2])
+        if kind == "track":
+            return _("Measuring and tracking the lesions…")
+        if kind == "fit":
+            return _("RECIST and growth fits…")
+        if kind == "done":
+            return _("Publishing the twin…")
+        return _("Building the twin…")
+
+    @staticmethod
+    def errorText(failure: str, error) -> str:
+        """The message for a failed build: DTTLib's errors say the problem and the fix; no traceback."""
+        problem = getattr(error, "problem", None)
+        if problem is None:
+            return f"{failure}\n\n{error}"
+        fix = getattr(error, "fix", None)
+        return f"{failure}\n\n{problem}" + ("\n\n" + _("Fix: {fix}").format(fix=fix) if fix else "")
+
+    @staticmethod
+    def _reapplyOverrides(inputs, previousOverrides) -> list:
         """Rebuilding the same patient's twin re-tracks the lesions; the user's corrections (each with
-        its reason) are applied again where their lesions still exist, and said when they cannot be."""
+        its reason) are applied again where their lesions still exist. Pure: returns (override, error
+        message or "") per correction, which overrideNotes puts into words."""
         from DTTLib.errors import DTTError
         from DTTLib.tracking.records import IdentityGraph
 
-        if self.state is None or self.state.patient != inputs.patient or not self.state.identity:
-            return []
-        previous = IdentityGraph.from_dict({"overrides": self.state.identity.get("overrides", [])}).overrides
-        if not previous:
+        if not previousOverrides:
             return []
         graph = IdentityGraph.from_dict(inputs.identity)
-        notes = []
-        for override in previous:
+        outcomes = []
+        for override in previousOverrides:
             try:
                 graph.apply_override(override)
+                outcomes.append((override, ""))
+            except DTTError as error:
+                outcomes.append((override, error.message))
+        inputs.identity = graph.to_dict()
+        return outcomes
+
+    @staticmethod
+    def overrideNotes(outcomes) -> list:
+        notes = []
+        for override, error in outcomes:
+            if error:
+                notes.append(_("tracking correction '{action}' ({reason}) no longer applies: {error}").format(
+                    action=override.action, reason=override.reason, error=error))
+            else:
                 notes.append(_("tracking correction '{action}' re-applied ({reason})").format(
                     action=override.action, reason=override.reason))
-            except DTTError as error:
-                notes.append(_("tracking correction '{action}' ({reason}) no longer applies: {error}").format(
-                    action=override.action, reason=override.reason, error=error.message))
-        inputs.identity = graph.to_dict()
         return notes
 
     def buildTwin(self, inputs, notes=()) -> str:
-        from DTTLib.mrml.twin_nodes import publish_twin
+        """The twin of ready inputs (e.g. after a correction), published; returns the summary."""
         from DTTLib.twin.assemble import build_twin
 
-        self.inputs = inputs
-        self.state, self.whatif = build_twin(inputs)
-        publish_twin(self.state)
+        state, whatif = build_twin(inputs)
+        return self.publishTwin(ComputedTwin(inputs, state, whatif), notes)
+
+    def publishTwin(self, computed, notes=()) -> str:
+        """GUI thread: computeTwin's result into the scene (tables, charts, state text node), all or
+        nothing: when writing fails the nodes written so far are removed and the previous twin of
+        the patient, with its nodes, stays. Returns the summary."""
+        from DTTLib.mrml.twin_nodes import PATIENT, find_twin_nodes, publish_twin, remove_twin_nodes
+
+        if computed.cancelled:
+            raise ValueError(_("The build was cancelled: there is no twin to publish."))
+        scene = slicer.mrmlScene
+        patient = computed.state.patient
+        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+        # publish_twin replaces the patient's nodes; set the current ones aside until the new ones are written
+        aside = f"DTT.BeingReplaced:{patient}"
+        previous = list(find_twin_nodes(patient).values())
+        for node in previous:
+            node.SetAttribute(PATIENT, aside)
+        try:
+            publish_twin(computed.state)
+        except Exception:
+            added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+            for node in reversed([n for n in added if n.GetID() not in before]):
+                if scene.IsNodePresent(node):
+                    scene.RemoveNode(node)
+            for node in previous:
+                node.SetAttribute(PATIENT, patient)
+            raise
+        remove_twin_nodes(aside)
+        self.inputs, self.state, self.whatif = computed.inputs, computed.state, computed.whatif
         last = self.state.recist["timepoints"][-1]
         summary = _("{patient}: {n} timepoints ({criteria}), SOD {sod} mm, overall {overall}, best {best}").format(
-            patient=inputs.patient, n=len(inputs.timepoints), criteria=self.state.criteria, sod=last["sod_mm"],
+            patient=patient, n=len(computed.inputs.timepoints), criteria=self.state.criteria, sod=last["sod_mm"],
             overall=last["overall"] or "baseline", best=self.state.recist["best_overall_response"])
         lines = [summary]
         sod = self.state.series("SOD")
         if sod is not None and sod.status == "ok" and sod.selected:
             lines.append(_("SOD growth: fitted, {model} weighs most (Akaike weight {weight:.0%})").format(
                 model=sod.selected, weight=sod.models[sod.selected]["akaike_weight"]))
-        return "\n".join(lines + self.state.messages + list(notes))
+        return "\n".join(lines + self.state.messages + self.overrideNotes(computed.overrides) + list(notes))
 
     def openRunOutput(self, folder: str) -> str:
         """Load a `dtt run` output folder into the scene; the what-if sliders work on its twin."""
@@ -945,6 +1269,10 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.test_TwinFromTwoTimepoints()
         self.setUp()
         self.test_TwinFromThreeTimepoints()
+        self.setUp()
+        self.test_CancelledBuildLeavesTheSceneUntouched()
+        self.setUp()
+        self.test_FailedPublishLeavesNoHalfWrittenNodes()
 
     @staticmethod
     def _syntheticScans(lesionRadii, segmentName="{lesion}"):
@@ -1121,6 +1449,87 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.assertIn("SOD growth: fitted", summary)
         self.assertIsNotNone(logic.whatif)
         self.assertIn("hypothesis", logic.updateWhatIf(shift_weeks=4).lower())
+        self.delayDisplay("Test passed")
+
+    @staticmethod
+    def _sceneNodeIds():
+        scene = slicer.mrmlScene
+        return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+    def test_CancelledBuildLeavesTheSceneUntouched(self):
+        """The widget's worker: computeTwin in a thread stops at the next step boundary when cancelled
+        (here after the first progress event, the registration of the two scans: tracking and the fits
+        never start) and the scene gains no twin node. Cancelled before it starts, it does nothing."""
+        import threading
+
+        self.delayDisplay("Cancelling a twin build")
+        volumes, segmentations = self._syntheticScans(
+            [{"L1": ((20, 20, 10), r1), "L2": ((45, 44, 10), 10.0)} for r1 in (15.0, 6.0)])
+        logic = DigitalTwinTumorLogic()
+        request = logic.readTwinInputs(volumes, segmentations, [0, 56], "Cancelled twin", "0-:1",
+                                       registerScans=True)
+        # (reading a mask leaves an unused labelmap display node: slicer.util.arrayFromSegmentBinaryLabelmap)
+        before = self._sceneNodeIds()
+        steps, results = [], []
+
+        def work():
+            results.append(DigitalTwinTumorLogic.computeTwin(
+                request, progress=lambda done, total, step: steps.append((done, total, step)),
+                should_cancel=lambda: bool(steps)))
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(60)
+        self.assertFalse(worker.is_alive())
+        self.assertEqual(steps, [(0, 3, ("register", 1, 1))])  # a registration, then tracking and fits
+        self.assertTrue(results[0].cancelled)
+        self.assertIsNone(results[0].state)
+        with self.assertRaises(ValueError):
+            logic.publishTwin(results[0])
+        self.assertEqual(self._sceneNodeIds(), before)
+        self.assertEqual(logic.twinNodes(), {})
+        self.assertFalse(logic.hasTwin())
+        self.assertIn("pair 1 of 1", DigitalTwinTumorLogic.progressText(("register", 1, 1)))
+        steps.clear()
+        self.assertTrue(DigitalTwinTumorLogic.computeTwin(request, progress=lambda *a: steps.append(a),
+                                                          should_cancel=lambda: True).cancelled)
+        self.assertEqual(steps, [])
+        # errors are shown as DTTLib's problem and fix, not as a traceback
+        from DTTLib.errors import InputError
+
+        text = DigitalTwinTumorLogic.errorText("Failed.", InputError("the scans differ", "register them"))
+        self.assertIn("the scans differ", text)
+        self.assertIn("register them", text)
+        self.assertNotIn("Traceback", text)
+        self.delayDisplay("Test passed")
+
+    def test_FailedPublishLeavesNoHalfWrittenNodes(self):
+        """Writing a twin's nodes is all or nothing: when it fails half-way (here the last node, the
+        state) the nodes written so far are removed and the previous twin keeps its nodes."""
+        import copy
+
+        self.delayDisplay("A twin whose publishing fails")
+        volumes, segmentations = self._syntheticScans(
+            [{"L1": ((20, 20, 10), r1), "L2": ((45, 44, 10), 10.0)} for r1 in (15.0, 6.0)])
+        logic = DigitalTwinTumorLogic()
+        logic.buildTwinFromNodes(volumes, segmentations, [0, 56], "Twin", "0-:1", registerScans=False)
+        state, nodes = logic.state, logic.twinNodes()
+        request = logic.readTwinInputs(volumes, segmentations, [0, 70], "Twin", "0-:1", registerScans=False)
+        before = self._sceneNodeIds()
+        computed = DigitalTwinTumorLogic.computeTwin(request)
+        self.assertFalse(computed.cancelled)
+
+        def fail(*args, **kwargs):
+            raise RuntimeError("test: writing the state node fails")
+
+        computed.state = copy.copy(computed.state)
+        computed.state.to_json = fail
+        with self.assertRaises(RuntimeError):
+            logic.publishTwin(computed)
+        self.assertEqual(self._sceneNodeIds(), before)
+        self.assertIs(logic.state, state)
+        self.assertEqual({role: node.GetID() for role, node in logic.twinNodes().items()},
+                         {role: node.GetID() for role, node in nodes.items()})
         self.delayDisplay("Test passed")
 
     @staticmethod
