@@ -187,8 +187,16 @@ def roi_for_box(image: ImageVolume, box: VoxelBox, settings: PropagationSettings
 def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegmenter,
                   settings: PropagationSettings | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  should_cancel: Callable[[], bool] | None = None) -> PropagationResult:
-    """Segment the lesion in ``box`` in 3-D (see the module docstring for the rules)."""
+                  should_cancel: Callable[[], bool] | None = None,
+                  seed_mask: np.ndarray | None = None, guide: np.ndarray | None = None) -> PropagationResult:
+    """Segment the lesion in ``box`` in 3-D (see the module docstring for the rules).
+
+    ``seed_mask`` (bool rows × columns): an outline the user drew or corrected on the box's
+    middle slice. It replaces the model's seed outline and is kept exactly; the other slices
+    are propagated from it as from a model seed (see :func:`box_around_outline`). ``guide``
+    (bool, the volume's shape): the lesion's earlier outline; where it has pixels on a slice,
+    that slice's prompt covers them, shrink-to-fit never cuts inside them, and growth and
+    overlap are judged against them too."""
     from scipy import ndimage  # noqa: PLC0415
 
     settings = settings or PropagationSettings()
@@ -249,11 +257,16 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
 
     report()
     seed_prompt = (box.i0, box.j0, box.i1, box.j1)
-    seed_mask, seed_score = decode(seed, seed_prompt, 1)
-    seed_mask = _largest_component(_smooth(seed_mask), ndimage)
+    given = _given_outline(seed_mask, (nj, ni), seed, settings.min_area_px)
+    if given is not None:  # the user's outline: encoded (its features judge the others), not decoded
+        embedding_for(seed, 1)
+        seed_mask, seed_score = given, float("nan")
+    else:
+        seed_mask, seed_score = decode(seed, seed_prompt, 1)
+        seed_mask = _largest_component(_smooth(seed_mask), ndimage)
     seed_fits: list[str] = []
     margin = settings.prompt_margin_256 * max(nj, ni) / LITEMEDSAM_SIZE
-    for _ in range(settings.refine_seed):  # shrink-to-fit: a loose box re-prompted with the mask's own
+    for _ in range(0 if given is not None else settings.refine_seed):  # shrink-to-fit: a loose box re-prompted with the mask's own
         if seed_mask.sum() < settings.min_area_px:
             break
         refined, change = _fit_box(seed_mask, seed_prompt, margin, roi, settings)
@@ -274,8 +287,9 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
     band = max(2, round(1.5 * max(nj, ni) / LITEMEDSAM_SIZE))  # ≈ 1.5 model pixels at full resolution
     edge = edge_threshold(array[seed], seed_mask, settings.edge_min_contrast, band) if settings.refine_edges else None
     result.mask[seed] = seed_mask
-    result.decisions.append(SliceDecision(seed, True, "seed", seed_score, int(seed_mask.sum()),
-                                          prompt=seed_prompt, refits=",".join(seed_fits)))
+    result.decisions.append(SliceDecision(seed, True, "seed" if given is None else "seed (outline given)",
+                                          seed_score, int(seed_mask.sum()), prompt=seed_prompt,
+                                          refits=",".join(seed_fits)))
 
     for step in (+1, -1):
         previous = seed_mask
@@ -292,13 +306,16 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
                 done += 1
                 report()
                 break
-            prompt = _prompt_box(previous, margin, roi)
+            guided = guide is not None and bool(np.asarray(guide[k]).any())
+            prompt = _prompt_box(previous | (np.asarray(guide[k], dtype=bool) if guided else False), margin, roi)
             mask, score = decode(k, prompt, step)
             fits: list[str] = []
             for _ in range(settings.refine):
                 touching = decision_mask(mask, previous, ndimage)
                 if touching.sum() < settings.min_area_px:
                     break
+                if guided:  # never shrink inside the outline the user kept on this slice
+                    touching = touching | np.asarray(guide[k], dtype=bool)
                 refined, change = _fit_box(touching, prompt, margin, roi, settings)
                 if refined == prompt:
                     break
@@ -313,7 +330,8 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
             done += 1
             report()
             decision = _judge(k, mask, score, previous, array[k].astype(np.float64), stats, settings,
-                              ndimage, embeddings[k], seed_area=int(seed_mask.sum()))
+                              ndimage, embeddings[k], seed_area=int(seed_mask.sum()),
+                              guide=np.asarray(guide[k], dtype=bool) if guided else None)
             decision.prompt = prompt
             decision.refits = ",".join(fits)
             result.decisions.append(decision)
@@ -335,10 +353,34 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
         outside = np.ones(result.mask.shape, dtype=bool)
         outside[roi.slices()] = False
         result.mask[outside] = 0  # the band may reach past the ROI rectangle
+    if given is not None:
+        result.mask[seed] = given  # post-processing and edges never change what the user drew
     result.decisions.sort(key=lambda d: d.k)
     done = total
     report()
     return result
+
+
+def box_around_outline(outline: np.ndarray, k: int) -> VoxelBox:
+    """The 2-D box (on slice ``k``) that re-seeds propagation from an outline on that slice."""
+    rows, columns = np.nonzero(np.asarray(outline, dtype=bool))
+    if rows.size == 0:
+        raise InputError(f"the outline on slice k={k} is empty", "draw or keep the lesion on that slice first")
+    return VoxelBox(int(columns.min()), int(rows.min()), k, int(columns.max()), int(rows.max()), k)
+
+
+def _given_outline(seed_mask: np.ndarray | None, shape: tuple[int, int], k: int, min_area: int) -> np.ndarray | None:
+    if seed_mask is None:
+        return None
+    outline = np.asarray(seed_mask)
+    if outline.shape != shape:
+        raise InputError(f"the outline is {outline.shape[1]}×{outline.shape[0]} pixels, the slice "
+                         f"{shape[1]}×{shape[0]}", "give the outline on the image's own slice grid")
+    outline = outline.astype(bool)
+    if outline.sum() < min_area:
+        raise InputError(f"the outline on slice k={k} has {int(outline.sum())} pixels",
+                         f"draw at least {min_area} pixels of the lesion on that slice")
+    return outline
 
 
 # -- rules ------------------------------------------------------------------------------
@@ -353,15 +395,19 @@ def decision_mask(mask: np.ndarray, previous: np.ndarray, ndimage) -> np.ndarray
 
 def _judge(k: int, mask: np.ndarray, score: float, previous: np.ndarray, values: np.ndarray,
            stats: _SeedStats, settings: PropagationSettings, ndimage,  # noqa: ANN001
-           embedding: SliceEmbedding | None = None, seed_area: int = 0) -> SliceDecision:
+           embedding: SliceEmbedding | None = None, seed_area: int = 0,
+           guide: np.ndarray | None = None) -> SliceDecision:
     connected = decision_mask(mask, previous, ndimage)
     area = int(connected.sum())
     decision = SliceDecision(k, False, "", score, area)
     if area < settings.min_area_px:
         decision.reason = "no mask connected to the previous slice"
         return decision
-    decision.growth = area / max(int(previous.sum()), 1)
-    decision.overlap = float((connected & previous).sum()) / area
+    # with a guide (the lesion's earlier outline on this slice, which the user kept), growth and
+    # overlap are judged against the larger of the two: re-seeding must not forbid what was accepted
+    reference = previous if guide is None else (previous | guide)
+    decision.growth = area / max(int(previous.sum()), int(0 if guide is None else guide.sum()), 1)
+    decision.overlap = float((connected & reference).sum()) / area
     inside = values[connected]
     ring = ndimage.binary_dilation(connected, iterations=3) & ~connected
     median = float(np.median(inside))

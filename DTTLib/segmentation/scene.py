@@ -56,6 +56,29 @@ def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
                           result.outline)
 
 
+def recompute_from_outline(image: Any, k: int, outline: np.ndarray, segmenter: Any,
+                           progress: Callable[[int, int], None] | None = None,
+                           should_cancel: Callable[[], bool] | None = None, organ: str = "",
+                           refine_edges: bool | None = None, guide: np.ndarray | None = None) -> ComputedLesion:
+    """Re-propagate a lesion from the outline on slice ``k`` (e.g. the segment after the user
+    corrected that slice in the Segment Editor): that slice is kept exactly as drawn, the others
+    are segmented again from it, by the same rules as from a box.
+
+    ``guide`` (the lesion's 3-D mask before the correction): on each slice the prompt covers the
+    earlier outline too, and growth/overlap are judged against it, so propagating from a smaller
+    slice towards the lesion's widest one is not cut short by the small slice's box — the
+    box-prompt model under-segments when the box cuts through the lesion."""
+    from DTTLib.segmentation.propagate import box_around_outline, propagate_box, settings_for_scan  # noqa: PLC0415
+
+    outline = np.asarray(outline) > 0
+    box = box_around_outline(outline, k)
+    result = propagate_box(image, box, segmenter, settings_for_scan(image.modality, organ, refine_edges),
+                           progress=progress, should_cancel=should_cancel, seed_mask=outline,
+                           guide=None if guide is None else np.asarray(guide) > 0)
+    return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device),
+                          f"{result.outline}; slice {k} as drawn")
+
+
 def owned_by_others(segmentation_node: Any, segment_name: str, reference_volume_node: Any) -> np.ndarray:
     """bool (k, j, i): voxels that segments other than ``segment_name`` already hold."""
     from DTTLib.mrml.segmentations import get_segment_mask, list_segments  # noqa: PLC0415
