@@ -73,3 +73,18 @@ def test_wrong_shape_empty_and_unknown_segment_are_named(mrml):
     assert get_segment_mask(segmentation, "gone", reference).sum() == 0
     with pytest.raises(InputError, match="available segments.*gone"):
         get_segment_mask(segmentation, "L9", reference)
+
+
+def test_reading_a_mask_leaves_no_nodes_behind(mrml):
+    """Slicer's arrayFromSegmentBinaryLabelmap leaves a labelmap display node per call; a module
+    that reads every lesion of every scan would litter the saved scene with them."""
+    from DTTLib.mrml.runtime import get_scene
+
+    reference = add_volume_node(oblique_volume())
+    segmentation = add_segmentation_node(reference, "Lesions")
+    set_segment_mask(segmentation, ellipsoid_mask(), "L1 @ t0", reference)
+    scene = get_scene()
+    before = scene.GetNumberOfNodes()
+    for _ in range(3):
+        get_segment_mask(segmentation, "L1 @ t0", reference)
+    assert scene.GetNumberOfNodes() == before

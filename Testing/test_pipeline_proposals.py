@@ -112,9 +112,12 @@ def test_every_proposal_is_accounted_for_and_the_new_one_is_not_counted(first_ru
     from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
     from DTTLib.segmentation.nnunet_scene import pending_proposals  # noqa: PLC0415
 
+    from DTTLib.mrml.lesions import read_lesion_anatomy  # noqa: PLC0415
+
     node = get_scene().GetFirstNodeByName("t1 lesions")
     assert len(pending_proposals(node)) == 1
-    assert node.GetSegmentation().GetSegmentIdBySegmentName("A @ t1")
+    segment = node.GetSegmentation().GetSegment(node.GetSegmentation().GetSegmentIdBySegmentName("A @ t1"))
+    assert read_lesion_anatomy(segment) == ("liver", False)  # the main module reads the organ from the tags
 
 
 def test_the_readers_decision_makes_it_a_new_lesion_or_dismisses_it(patient, first_run):

@@ -86,9 +86,33 @@ def get_segment_mask(segmentation_node: Any, segment_id_or_name: str,
         slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
     if labelmap is None or _is_empty(labelmap):
         return np.zeros(shape, dtype=np.uint8)
-    array = slicer.util.arrayFromSegmentBinaryLabelmap(
-        segmentation_node, segment_id, reference_volume_node)
-    return (np.asarray(array) > 0).astype(np.uint8)
+    return _exported_mask(slicer, segmentation_node, segment_id, reference_volume_node)
+
+
+def _exported_mask(slicer: Any, segmentation_node: Any, segment_id: str, reference_volume_node: Any) -> np.ndarray:
+    """The segment exported onto the reference grid through a temporary labelmap node that is
+    removed with its display and colour nodes (``slicer.util.arrayFromSegmentBinaryLabelmap``
+    leaves the display node behind: one stray node in the scene per mask read)."""
+    import vtk  # noqa: PLC0415
+
+    scene = segmentation_node.GetScene() or slicer.mrmlScene
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__dtt_segment_export__")
+    try:
+        if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
+                segmentation_node, ids, labelmap, reference_volume_node):
+            raise InputError(f"segment '{segment_id}' could not be exported onto the reference grid",
+                             "check that the segmentation and the volume overlap")
+        return (slicer.util.arrayFromVolume(labelmap) > 0).astype(np.uint8)
+    finally:
+        display = labelmap.GetDisplayNode()
+        if display is not None:
+            color = display.GetColorNode()
+            scene.RemoveNode(display)
+            if color is not None and color.GetScene() is scene and not color.GetSingletonTag():
+                scene.RemoveNode(color)
+        scene.RemoveNode(labelmap)
 
 
 def resolve_segment_id(segmentation_node: Any, segment_id_or_name: str) -> str:

@@ -147,13 +147,14 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     pictures: dict[tuple[str, str], Path] = {}
     masks = {key: s.mask for key, s in segmentations.items()}
     lesion_ids = [lesion.lesion_id for lesion in case.lesions]
+    anatomy = {lesion.lesion_id: (lesion.organ, lesion.nodal) for lesion in case.lesions}
     from DTTLib.pipeline.scene_step import build_scene  # noqa: PLC0415
 
     png_dir = staging / "png"
     png_dir.mkdir()
     if options.render:
         scene = step("scene", lambda: build_scene(case.patient, labels, days, images, masks, measurements,
-                                                  lesion_ids, twin, "", "pending", (found, reviews)))
+                                                  lesion_ids, twin, "", "pending", (found, reviews), anatomy))
         pictures = step("render", lambda: _render(scene, measurements, png_dir, notes))
     narrative, prompt_text = step("narrative", lambda: _narrative(twin, labels, pictures))
     mask_files = step("save masks", lambda: _save_masks(staging / "masks", images, segmentations))
@@ -162,7 +163,7 @@ def _run(case: CaseSpec, out_dir: Path, staging: Path, options: RunOptions, prog
     if scene is None:
         scene = step("scene", lambda: build_scene(case.patient, labels, days, images, masks, measurements,
                                                   lesion_ids, twin, narrative["text"], narrative["backend"],
-                                                  (found, reviews)))
+                                                  (found, reviews), anatomy))
     else:
         scene.narrative_node.SetText(narrative["text"])
         scene.narrative_node.SetAttribute("DTT.NarrativeBackend", narrative["backend"])

@@ -41,9 +41,11 @@ class RunScene:
 def build_scene(patient: str, timepoint_labels: list[str], days: list[float], images: dict[str, ImageVolume],
                 masks: dict[tuple[str, str], np.ndarray], measurements: dict[tuple[str, str], LesionMeasurement],
                 lesion_ids: list[str], state: TwinState, narrative_text: str, narrative_backend: str,
-                proposals: tuple[dict[str, Any], list[Any]] = ({}, [])) -> RunScene:
+                proposals: tuple[dict[str, Any], list[Any]] = ({}, []),
+                anatomy: dict[str, tuple[str, bool]] | None = None) -> RunScene:
     from DTTLib.mrml import get_runtime  # noqa: PLC0415
     from DTTLib.mrml.hierarchy import add_patient, add_timepoint, place_node  # noqa: PLC0415
+    from DTTLib.mrml.lesions import write_lesion_anatomy  # noqa: PLC0415
     from DTTLib.mrml.measurements import store_measurement  # noqa: PLC0415
     from DTTLib.mrml.segmentations import add_segmentation_node, set_segment_mask  # noqa: PLC0415
     from DTTLib.mrml.texts import add_text_node  # noqa: PLC0415
@@ -65,8 +67,10 @@ def build_scene(patient: str, timepoint_labels: list[str], days: list[float], im
             mask = masks.get((lesion, label))
             if mask is None:
                 continue
-            set_segment_mask(segmentation, mask, f"{lesion} @ {label}", volume, color=colours[lesion],
-                             allow_empty=True)
+            segment_id = set_segment_mask(segmentation, mask, f"{lesion} @ {label}", volume, color=colours[lesion],
+                                          allow_empty=True)
+            if anatomy and lesion in anatomy:  # what the main module reads for RECIST target selection
+                write_lesion_anatomy(segmentation.GetSegmentation().GetSegment(segment_id), *anatomy[lesion])
             if (lesion, label) in measurements:
                 stored = store_measurement(measurements[(lesion, label)], lesion, label, source="AI-suggested")
                 entry.lines[lesion] = [n for n in (stored.long_axis_node, stored.short_axis_node) if n is not None]

@@ -31,7 +31,9 @@ class StoredProposal:
 
 
 def proposal_segment_name(proposal_id: str, timepoint_label: str) -> str:
-    return f"{proposal_id} @ {timepoint_label.strip()} (proposal)"
+    from DTTLib.mrml.lesions import PROPOSAL_NAME_SUFFIX  # noqa: PLC0415 - one definition of the name format
+
+    return f"{proposal_id} @ {timepoint_label.strip()} {PROPOSAL_NAME_SUFFIX}"
 
 
 def store_proposals(proposal_set: Any, volume_node: Any, segmentation_node: Any, timepoint_label: str,
