@@ -421,7 +421,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         import qt
 
-        job = {"cancel": False, "done": 0, "total": 1, "result": None, "error": None}
+        job = {"cancel": False, "ignore": False, "done": 0, "total": 1, "result": None, "error": None}
         self._job = job
 
         def work():
@@ -437,13 +437,17 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         timer.setInterval(intervalMs)
 
         def poll():
-            self.progressBar.maximum = max(job["total"], 1)
-            self.progressBar.value = job["done"]
+            if not job["ignore"]:
+                self.progressBar.maximum = max(job["total"], 1)
+                self.progressBar.value = job["done"]
             if thread.is_alive():
                 return
             timer.stop()
             self._job = None
             self._setBusy(False)
+            if job["ignore"]:  # its scene was closed (or the widget cleaned up): nothing to store into
+                logging.info("DTTSegmentation: a run ended after its scene was closed; its result was dropped")
+                return
             if job["error"] is not None:
                 slicer.util.errorDisplay(failure.format(error=getattr(job["error"], "message", job["error"])))
                 return
@@ -462,7 +466,20 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.findLesionsButton.enabled = not busy
         self._updateRerunButton()
 
+    def _cancelJob(self, ignoreResult: bool = False) -> None:
+        """Ask the running model to stop at its next step; ``ignoreResult`` also drops what it returns."""
+        job = getattr(self, "_job", None)
+        if job is not None:
+            job["cancel"] = True
+            if ignoreResult:
+                job["ignore"] = True
+
     def cleanup(self) -> None:
+        # the widget is going away: a running model stops at its next step, nothing is stored and
+        # the timer no longer polls into deleted widgets
+        self._cancelJob(ignoreResult=True)
+        if getattr(self, "_timer", None) is not None:
+            self._timer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -475,6 +492,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
+        # A model still running would store its lesion into nodes of the closed scene (or, read from
+        # the parameter node, into the next scene's): stop it and drop its result.
+        self._cancelJob(ignoreResult=True)
         self.setParameterNode(None)
         self._observeSegmentation(None)
 
