@@ -418,17 +418,19 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """``compute(progress, should_cancel)`` in a worker thread (no MRML there); progress
         and cancel through the shared job dict; ``finish(result)`` on the GUI thread."""
         import threading
+        import traceback
 
         import qt
 
-        job = {"cancel": False, "ignore": False, "done": 0, "total": 1, "result": None, "error": None}
+        job = {"cancel": False, "ignore": False, "done": 0, "total": 1, "result": None, "error": None,
+               "traceback": ""}
         self._job = job
 
         def work():
             try:
                 job["result"] = compute(lambda d, t: job.update(done=d, total=t), lambda: job["cancel"])
             except Exception as error:  # noqa: BLE001 - shown on the GUI thread
-                job["error"] = error
+                job["error"], job["traceback"] = error, traceback.format_exc()
 
         thread = threading.Thread(target=work, daemon=True)
         self._setBusy(True)
@@ -449,7 +451,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 logging.info("DTTSegmentation: a run ended after its scene was closed; its result was dropped")
                 return
             if job["error"] is not None:
-                slicer.util.errorDisplay(failure.format(error=getattr(job["error"], "message", job["error"])))
+                message = failure.format(error=getattr(job["error"], "message", job["error"]))
+                logging.error("DTTSegmentation: %s\n%s", message, job["traceback"])
+                slicer.util.errorDisplay(message)
                 return
             finish(job["result"])
 
