@@ -230,7 +230,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 node.segmentation.CreateDefaultDisplayNodes()
             from DTTLib.mrml.volumes import image_from_volume_node
 
-            image = image_from_volume_node(node.inputVolume)
+            # the scan the model sees, and where its proposals go, as they are now (not when it ends)
+            volume, segmentation, timepointLabel = node.inputVolume, node.segmentation, node.timepointLabel
+            image = image_from_volume_node(volume)
             segmenter = self.logic.nnunetSegmenter(self.nnunetFolder.currentPath)
 
         def compute(progress, should_cancel):
@@ -241,7 +243,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("nnU-Net cancelled: no proposals added")
                 return
             with slicer.util.tryWithErrorDisplay(_("Failed to add the proposals."), waitCursor=True):
-                stored = self.logic.storeProposals(result, node.inputVolume, node.segmentation, node.timepointLabel)
+                self._checkStillInScene(volume, segmentation)
+                stored = self.logic.storeProposals(result, volume, segmentation, timepointLabel)
                 self._refreshProposals()
                 note = f" — {result.note}" if result.note else ""
                 self.ui.statusLabel.text = _("{n} lesion proposal(s): accept, edit or reject each{note}").format(
@@ -290,10 +293,14 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if model == "threshold":
                 self.onApplyButton()
                 return
-            image, box = self.logic.imageAndBox(node.inputVolume, node.roi)
+            # as they are when the user clicks: the mask is computed on this scan's grid, so it must be
+            # stored with this scan and into this segmentation even if the selectors change meanwhile
+            volume, segmentation = node.inputVolume, node.segmentation
+            lesionId, timepointLabel = node.lesionId, node.timepointLabel
+            image, box = self.logic.imageAndBox(volume, node.roi)
             segmenter = self.logic.segmenter(model)
             refineEdges = edgeRefinementOverride(node.refineEdges)
-            organ, lymphNode = node.organ, node.lymphNode  # as they were when the user clicked
+            organ, lymphNode = node.organ, node.lymphNode
 
         def compute(progress, should_cancel):
             return self.logic.computeLesion(image, box, segmenter, mode, progress=progress,
@@ -302,9 +309,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def finish(computed):
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
-                stored = self.logic.storeLesion(computed, image, node.inputVolume, node.segmentation,
-                                                node.lesionId, node.timepointLabel, self.overwriteCheck.checked,
-                                                organ=organ, lymphNode=lymphNode)
+                self._checkStillInScene(volume, segmentation)
+                stored = self.logic.storeLesion(computed, image, volume, segmentation, lesionId, timepointLabel,
+                                                self.overwriteCheck.checked, organ=organ, lymphNode=lymphNode)
                 self._showStoredLesion(stored, computed)
 
         self._runInBackground(compute, finish, _("Failed to segment the lesion: {error}"))
@@ -359,10 +366,22 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Re-run cancelled: {name} unchanged").format(name=name)
                 return
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
+                self._checkStillInScene(volume, segmentation)
                 stored = self.logic.storeRecomputed(computed, image, volume, segmentation, segmentId, overwriteOthers)
                 self._showStoredLesion(stored, computed)
 
         self._runInBackground(compute, finish, _("Failed to re-run the lesion from this slice: {error}"))
+
+    @staticmethod
+    def _checkStillInScene(*nodes) -> None:
+        """GUI thread, before a worker's result is stored: the nodes it was computed for are still in
+        the scene (the user may have deleted one while the model ran)."""
+        from DTTLib.errors import InputError
+
+        for node in nodes:
+            if not slicer.mrmlScene.IsNodePresent(node):
+                raise InputError(f"'{node.GetName()}' was removed from the scene while the model ran",
+                                 "select the scan and segmentation again and run the model again")
 
     @staticmethod
     def _sliceNode(viewName: str):
