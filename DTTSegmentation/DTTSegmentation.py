@@ -283,16 +283,15 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not (node and node.inputVolume and node.roi) or self._job is not None:
             return
         model = self.modelCombo.currentData
+        if model == "threshold":  # shows its own errors: inside the block below they would pop up twice
+            self.onApplyButton()
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to segment the lesion."), waitCursor=True):
-            if model != "threshold" and not self.logic.ensureInstalled(
-                    lambda text: slicer.util.confirmOkCancelDisplay(text)):
+            if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
                 return
             if not node.segmentation:
                 node.segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
                 node.segmentation.CreateDefaultDisplayNodes()
-            if model == "threshold":
-                self.onApplyButton()
-                return
             # as they are when the user clicks: the mask is computed on this scan's grid, so it must be
             # stored with this scan and into this segmentation even if the selectors change meanwhile
             volume, segmentation = node.inputVolume, node.segmentation
