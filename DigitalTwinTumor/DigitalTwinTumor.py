@@ -622,7 +622,9 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 logging.error("DigitalTwinTumor: building the twin failed\n%s", job["traceback"])
                 self._showBuildError(failure, job["error"], logged=True)
                 return
-            if job["result"] is None or job["result"].cancelled:
+            # Cancel after computeTwin's last check still returns a full twin: the user asked for no
+            # change to the scene, so it is dropped too
+            if job["cancel"] or job["result"] is None or job["result"].cancelled:
                 self.ui.statusLabel.text = _("Build cancelled: the scene is unchanged.")
                 return
             finish(job["result"])
