@@ -405,13 +405,19 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         row = self.ui.timepointsTableWidget.currentRow()
         row = row if 0 <= row < len(timepoints) else len(timepoints) - 1
         del timepoints[row]
-        if row == 0:  # the next scan becomes the baseline: days stay relative to it
+        if row == 0:
+            # The earliest remaining scan becomes the baseline, and row 0 is the baseline row (day fixed
+            # at 0, no new lesions): move it there, whatever order the rows are in, and count the days
+            # from it. Shifting by the next row's day instead would give earlier rows negative days.
+            first = min(range(len(timepoints)), key=lambda index: timepoints[index]["day"])
+            timepoints.insert(0, timepoints.pop(first))
             shift = timepoints[0]["day"]
             for timepoint in timepoints:
                 timepoint["day"] -= shift
             timepoints[0]["newLesions"] = "tracking"
             slicer.util.showStatusMessage(
-                _("The baseline was removed: days now count from the next scan (check the therapy log)."), 8000)
+                _("The baseline was removed: days now count from the earliest remaining scan (check the "
+                  "therapy log)."), 8000)
         self._writeTimepoints(timepoints)
 
     # -- lesion organ table: lesion id | organ | nodal, from the segments and the user's edits
