@@ -722,7 +722,9 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
                 f"set the {viewName} view's orientation to {orientation} and, if the scan is oblique, click "
                 f"'Rotate to volume plane' in the {viewName} view's slice controller; then show the corrected slice")
         k = float((toIJK @ sliceToRAS[:, 3])[2])
-        index = int(round(k))
+        # the slice the view shows: VTK's nearest-neighbour reslice rounds half up (vtkInterpolationMath::
+        # Round); Python's round() rounds half to even and would take the slice below at k = 2.5
+        index = int(math.floor(k + 0.5))
         if not 0 <= index < dims[2]:
             raise InputError(f"the {viewName} slice view is at k={k:.1f}, outside '{name}' (slices 0–{dims[2] - 1})",
                              f"scroll the {viewName} view to the slice you corrected")
