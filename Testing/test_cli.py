@@ -87,3 +87,36 @@ def test_demo_brain_case_runs_the_main_job_on_real_mr(shared_data, tmp_path, mrm
 def test_demo_without_data_names_the_fix(tmp_path):
     out = dtt("demo", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "empty"))
     assert out.returncode == 2 and "--data" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("code,words", [(28, "No space left on device"), (13, "Permission denied")])
+def test_a_full_disk_or_a_read_only_folder_is_one_clear_line(monkeypatch, capsys, tmp_path, code, words):
+    """ENOSPC / EACCES while writing are the user's to fix: one line naming the file and the fix,
+    exit 2 — not an 'internal error, please report it'."""
+    import errno as errnos
+
+    from DTTLib.cli.main import main
+    from DTTLib.pipeline import run as pipeline
+
+    assert code in (errnos.ENOSPC, errnos.EACCES)
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(code, os.strerror(code), str(tmp_path / "out" / ".staging-1" / "scene.mrb"))
+
+    monkeypatch.setattr(pipeline, "run_case", full_disk)
+    assert main(["run", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.count("\n") == 0 and words in line and "scene.mrb" in line
+    assert "free disk space" in line and "earlier run are kept" in line and "internal error" not in line
+
+
+def test_other_os_errors_stay_internal_errors(monkeypatch, capsys, tmp_path):
+    from DTTLib.cli.main import main
+    from DTTLib.pipeline import run as pipeline
+
+    def broken(*_args, **_kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(pipeline, "run_case", broken)
+    assert main(["run", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert "internal error" in capsys.readouterr().err

@@ -8,6 +8,7 @@ default.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
@@ -17,6 +18,9 @@ from collections.abc import Callable, Sequence
 
 from DTTLib import __version__
 from DTTLib.errors import DTTError
+
+#: A full disk, a quota, a read-only or forbidden folder: the user can fix these, so one line, exit 2.
+OUT_OF_SPACE_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 Registrar = Callable[[argparse._SubParsersAction], None]
 
@@ -74,12 +78,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dtt {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - last line of defence for users
+    except OSError as error:
+        if error.errno not in OUT_OF_SPACE_OR_READ_ONLY:
+            return _internal_error(args, error)
         if args.debug:
             traceback.print_exc()
-        print(f"dtt {args.command}: internal error: {type(error).__name__}: {error} "
-              "(re-run with --debug for the traceback and please report it)", file=sys.stderr)
-        return 1
+        where = f" {error.filename}" if error.filename else ""
+        kept = " (outputs of an earlier run are kept: nothing was swapped in)" if args.command == "run" else ""
+        print(f"dtt {args.command}: error: cannot write{where}: {error.strerror} — free disk space or choose "
+              f"a writable folder, then run again{kept}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - last line of defence for users
+        return _internal_error(args, error)
+
+
+def _internal_error(args: argparse.Namespace, error: BaseException) -> int:
+    if args.debug:
+        traceback.print_exc()
+    print(f"dtt {args.command}: internal error: {type(error).__name__}: {error} "
+          "(re-run with --debug for the traceback and please report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
