@@ -30,8 +30,8 @@ from DTTLib.segmentation.propagate import PropagationSettings, settings_for_scan
 CARRY_MARGIN_FRACTION = 0.15
 CARRY_MARGIN_MM = (1.0, 3.0)
 #: Bump when the segmentation or carry-over rules change (v3: CT slices in a HU window; v6: CT
-#: slices denoised before the model).
-STEP_VERSION = 6
+#: slices denoised before the model; v7: propagation widens to the seed where a lesion widens again).
+STEP_VERSION = 7
 #: Bump when registration changes (v2: a runaway affine stage falls back to the rigid one).
 REGISTRATION_VERSION = 3
 
