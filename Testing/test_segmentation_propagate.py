@@ -299,3 +299,4 @@ def test_widening_to_the_seed_follows_a_tumour_that_narrows_and_widens_again(seg
     assert dice(widened[13], label[13]) >= dice(narrow[13], label[13]) + 0.1
     assert dice(widened, label) >= dice(narrow, label) + 0.02
     assert any("widened to the seed" in d.refits for d in widened_result.decisions if d.k == 13)
+    assert "box widened to the seed on" in widened_result.outline

@@ -171,10 +171,13 @@ class PropagationResult:
     @property
     def outline(self) -> str:
         """How the outline was made, for the record: "model", or "model; edges refined on N of
-        M slices" when the intensity-edge rule changed it."""
+        M slices" when the intensity-edge rule changed it, plus "; box widened to the seed on K
+        slices" when :attr:`PropagationSettings.widen_to_seed` took a wider mask."""
         kept = [d for d in self.decisions if d.accepted]
         refined = sum("edges" in d.refits for d in kept)
-        return f"model; edges refined on {refined} of {len(kept)} slices" if refined else "model"
+        widened = sum("widened to the seed" in d.refits for d in kept)
+        text = f"model; edges refined on {refined} of {len(kept)} slices" if refined else "model"
+        return text + (f"; box widened to the seed on {widened} slice{'s' * (widened != 1)}" if widened else "")
 
 
 @dataclass(frozen=True)
