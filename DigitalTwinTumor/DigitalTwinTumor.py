@@ -718,45 +718,6 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 #
-# What a twin build hands from the GUI thread to the worker thread and back
-#
-
-
-class TwinBuildRequest:
-    """What DigitalTwinTumorLogic.computeTwin works on, read from the scene by readTwinInputs on the
-    GUI thread: timepoints (DTTLib TimepointMasks: the scan as an ImageVolume and each lesion's mask,
-    numpy copies, baseline first), the therapy log, per timepoint the reader's new-lesion flag
-    (None: as tracking finds), the RECIST settings and the corrections of the patient's current twin
-    (DTTLib Override objects) to apply again. No MRML node: the scene may change while it is used."""
-
-    def __init__(self, patient, timepoints, therapy, newLesions, registerScans=True, immunotherapy=False,
-                 confirmationRequired=False, minSdDays=42.0, previousOverrides=()):
-        self.patient = patient
-        self.timepoints = list(timepoints)
-        self.therapy = list(therapy)
-        self.newLesions = list(newLesions)
-        self.registerScans = bool(registerScans)
-        self.immunotherapy = bool(immunotherapy)
-        self.confirmationRequired = bool(confirmationRequired)
-        self.minSdDays = float(minSdDays)
-        self.previousOverrides = list(previousOverrides)
-
-
-class ComputedTwin:
-    """computeTwin's result, published into the scene by publishTwin on the GUI thread: the twin's
-    inputs (DTTLib TwinInputs), state (TwinState) and what-if engine (None without a SOD fit), and
-    (override, error) for each earlier correction applied again. ``cancelled``: the build was
-    stopped before it finished, and there is nothing else."""
-
-    def __init__(self, inputs=None, state=None, whatif=None, overrides=(), cancelled=False):
-        self.inputs = inputs
-        self.state = state
-        self.whatif = whatif
-        self.overrides = list(overrides)
-        self.cancelled = bool(cancelled)
-
-
-#
 # DigitalTwinTumorLogic
 #
 
@@ -969,7 +930,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
     def readTwinInputs(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
                        nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,
                        immunotherapy: bool = False, confirmationRequired: bool = False,
-                       minSdDays: float = 42.0) -> "TwinBuildRequest":
+                       minSdDays: float = 42.0):
         """GUI thread: check the timepoints and copy what the twin is computed from out of the scene
         (each scan's voxels, each lesion segment's mask, organs, settings, the corrections of this
         patient's current twin). The request holds numpy copies and no MRML node, so computeTwin
@@ -1011,67 +972,19 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         previous = []
         if self.state is not None and self.state.patient == patientName and self.state.identity:
             previous = IdentityGraph.from_dict({"overrides": self.state.identity.get("overrides", [])}).overrides
+        from DTTLib.twin.build_job import TwinBuildRequest
+
         return TwinBuildRequest(patientName, timepoints, therapy, [newLesions[index] for index in order],
                                 bool(registerScans), bool(immunotherapy), bool(confirmationRequired),
                                 float(minSdDays), previous)
 
     @staticmethod
-    def computeTwin(request, progress=None, should_cancel=None) -> "ComputedTwin":
-        """The long part of building a twin, as pure computation: no MRML, no Qt, no logic state, so
-        it is safe in a worker thread. Steps: register each scan to the one before it (one step per
-        pair, when the request registers scans), measure and track the lesions, then RECIST and
-        growth fits with the what-if engine (DTTLib.twin.assemble.build_twin).
+    def computeTwin(request, progress=None, should_cancel=None):
+        """The long part of building a twin (DTTLib.twin.build_job.compute_twin): pure, safe in a
+        worker thread; ``progress(done, total, step)``, ``should_cancel()`` between steps."""
+        from DTTLib.twin.build_job import compute_twin
 
-        ``progress(done, total, step)`` is called as each step starts; ``step`` is ("register",
-        pair, pairs), ("track",) or ("fit",), and ("done",) once all are done (see progressText).
-        ``should_cancel()`` is asked before each step and after the last: when it says True the
-        result has ``cancelled`` set and nothing else, and nothing was published. Errors are raised (DTTLib's DTTError names the
-        problem and the fix)."""
-        from DTTLib.tracking.registration import register
-        from DTTLib.twin.assemble import build_twin
-        from DTTLib.twin.from_masks import inputs_from_masks
-
-        timepoints = request.timepoints
-        pairs = len(timepoints) - 1 if request.registerScans else 0
-        total = pairs + 2
-        done = 0
-
-        def startStep(step) -> bool:
-            """False when cancelled: the step is not started."""
-            if should_cancel is not None and should_cancel():
-                return False
-            if progress is not None:
-                progress(done, total, step)
-            return True
-
-        registrations = None
-        if pairs:
-            registrations = [None]
-            for pair in range(1, pairs + 1):
-                if not startStep(("register", pair, pairs)):
-                    return ComputedTwin(cancelled=True)
-                registrations.append(register(timepoints[pair - 1].scan, timepoints[pair].scan))
-                done += 1
-        if not startStep(("track",)):
-            return ComputedTwin(cancelled=True)
-        inputs, _graph = inputs_from_masks(request.patient, timepoints, request.therapy,
-                                           register_scans=request.registerScans, registrations=registrations,
-                                           immunotherapy=request.immunotherapy,
-                                           confirmation_required=request.confirmationRequired,
-                                           min_sd_days=request.minSdDays)
-        for info, flag in zip(inputs.timepoints[1:], request.newLesions[1:]):  # the baseline has no new lesions
-            info.new_lesions = None if flag is None else bool(flag)
-        overrides = DigitalTwinTumorLogic._reapplyOverrides(inputs, request.previousOverrides)
-        done += 1
-        if not startStep(("fit",)):
-            return ComputedTwin(cancelled=True)
-        state, whatif = build_twin(inputs)
-        done += 1
-        if should_cancel is not None and should_cancel():
-            return ComputedTwin(cancelled=True)
-        if progress is not None:
-            progress(done, total, ("done",))
-        return ComputedTwin(inputs, state, whatif, overrides)
+        return compute_twin(request, progress, should_cancel)
 
     @staticmethod
     def progressText(step) -> str:
@@ -1098,27 +1011,6 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         return f"{failure}\n\n{problem}" + ("\n\n" + _("Fix: {fix}").format(fix=fix) if fix else "")
 
     @staticmethod
-    def _reapplyOverrides(inputs, previousOverrides) -> list:
-        """Rebuilding the same patient's twin re-tracks the lesions; the user's corrections (each with
-        its reason) are applied again where their lesions still exist. Pure: returns (override, error
-        message or "") per correction, which overrideNotes puts into words."""
-        from DTTLib.errors import DTTError
-        from DTTLib.tracking.records import IdentityGraph
-
-        if not previousOverrides:
-            return []
-        graph = IdentityGraph.from_dict(inputs.identity)
-        outcomes = []
-        for override in previousOverrides:
-            try:
-                graph.apply_override(override)
-                outcomes.append((override, ""))
-            except DTTError as error:
-                outcomes.append((override, error.message))
-        inputs.identity = graph.to_dict()
-        return outcomes
-
-    @staticmethod
     def overrideNotes(outcomes) -> list:
         notes = []
         for override, error in outcomes:
@@ -1133,6 +1025,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
     def buildTwin(self, inputs, notes=()) -> str:
         """The twin of ready inputs (e.g. after a correction), published; returns the summary."""
         from DTTLib.twin.assemble import build_twin
+        from DTTLib.twin.build_job import ComputedTwin
 
         state, whatif = build_twin(inputs)
         return self.publishTwin(ComputedTwin(inputs, state, whatif), notes)
