@@ -16,7 +16,6 @@ proposal then plays one of three parts:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +68,7 @@ def find_case_proposals(case: CaseSpec, images: dict[str, ImageVolume], digests:
     if spec is None:
         return {}, {}
     folder = resolve_model(spec.model)  # a clear error before torch and nnunetv2 load
-    model_digest = _model_digest(folder.path)
+    model_digest = file_digest(folder.path)
     segmenter: Any = None
     found: dict[str, Any] = {}
     for done, timepoint in enumerate(case.timepoints):
@@ -101,10 +100,6 @@ def find_case_proposals(case: CaseSpec, images: dict[str, ImageVolume], digests:
     first = next(iter(found.values()))
     return found, {"model": spec.model, "model_id": first.model, "device": first.device, "note": first.note,
                    "min_volume_mm3": spec.min_volume_mm3}
-
-
-def _model_digest(folder: Path) -> str:
-    return file_digest(folder)
 
 
 def _segmenter(folder: Any, use_mirroring: bool) -> Any:
