@@ -22,10 +22,9 @@ the interpreter starts, so the ``dtt`` launcher cannot do it from inside Python.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-from collections import OrderedDict
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from DTTLib.errors import InputError, MissingDependencyError
 from DTTLib.segmentation.backend import SliceEmbedding, SlicePrediction
+from DTTLib.segmentation.embedding_cache import EmbeddingCache, slice_key
 from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, litemedsam_input, scale_box
 
 NAME = "litemedsam"
@@ -172,9 +172,23 @@ class LiteMedSAMSegmenter:
                 self.encoder_note = "; ".join(filter(None, [self.encoder_note, f"PyTorch decoder ({error})"]))
         if self._onnx is None or self._decoder is None:
             _ = self.net  # a PyTorch encoder or decoder will run: load the weights now, errors included
-        self._cache: OrderedDict[bytes, SliceEmbedding] = OrderedDict()
-        self._cache_slices = cache_slices
-        self.cache_hits = 0
+        self._cache = EmbeddingCache(cache_slices)
+        # one inference at a time: the module's background slice preparation (prefetch.py) and a
+        # segmentation run may call in from two threads, and a compiled network is not reentrant
+        self._inference = threading.Lock()
+
+    @property
+    def cache_hits(self) -> int:
+        """Slices served from the embedding cache since this segmenter was made."""
+        return self._cache.hits
+
+    @property
+    def cache_capacity(self) -> int:
+        return self._cache.capacity
+
+    def is_encoded(self, slice_rgb: np.ndarray) -> bool:
+        """Whether this prepared slice's embedding is cached (the next ``encode`` is free)."""
+        return slice_key(_check_slice(slice_rgb)) in self._cache
 
     @property
     def net(self) -> Any:
@@ -188,30 +202,26 @@ class LiteMedSAMSegmenter:
         return self.encode_batch([slice_rgb])[0]
 
     def encode_batch(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
-        torch = self._torch
-        results: list[SliceEmbedding | None] = []
-        todo: list[tuple[int, bytes, np.ndarray, tuple[int, int], tuple[int, int]]] = []
-        for index, slice_rgb in enumerate(slices_rgb):
-            slice_rgb = _check_slice(slice_rgb)
-            key = _key(slice_rgb)
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                self.cache_hits += 1
-                results.append(cached)
-                continue
-            tensor, new_shape = litemedsam_input(slice_rgb)
-            results.append(None)
-            todo.append((index, key, tensor, new_shape, slice_rgb.shape[:2]))
-        if todo:
-            features = self._encode_array(np.stack([item[2] for item in todo]))
-            for (index, key, _, new_shape, original), feature in zip(todo, features):
-                embedding = SliceEmbedding(features=(feature[None].contiguous(), new_shape),
-                                           original_shape=tuple(original), backend=self.name)
-                results[index] = embedding
-                self._cache[key] = embedding
-                while len(self._cache) > self._cache_slices:
-                    self._cache.popitem(last=False)
+        checked = [_check_slice(slice_rgb) for slice_rgb in slices_rgb]
+        keys = [slice_key(slice_rgb) for slice_rgb in checked]
+        results: list[SliceEmbedding | None] = [self._cache.get(key) for key in keys]
+        if all(result is not None for result in results):
+            return results  # type: ignore[return-value]
+        with self._inference:
+            todo = []
+            for index, result in enumerate(results):
+                if result is None:  # another thread may have encoded it while this one waited
+                    results[index] = self._cache.get(keys[index])
+                    if results[index] is None:
+                        todo.append(index)
+            if todo:
+                prepared = [litemedsam_input(checked[index]) for index in todo]
+                features = self._encode_array(np.stack([tensor for tensor, _ in prepared]))
+                for index, (_, new_shape), feature in zip(todo, prepared, features):
+                    embedding = SliceEmbedding(features=(feature[None].contiguous(), new_shape),
+                                               original_shape=tuple(checked[index].shape[:2]), backend=self.name)
+                    results[index] = embedding
+                    self._cache.put(keys[index], embedding)
         return results  # type: ignore[return-value]
 
     def _encode_array(self, batch_np: np.ndarray) -> Any:
@@ -235,7 +245,7 @@ class LiteMedSAMSegmenter:
         features, (new_rows, new_columns) = embedding.features
         rows, columns = embedding.original_shape
         box = scale_box(box_xyxy, rows, columns)
-        with torch.inference_mode():
+        with self._inference, torch.inference_mode():
             if self._decoder is not None:  # OpenVINO: same graph, ~0.6x the time (onnx_decoder.py)
                 logits_np, score = self._decoder(features.numpy(), np.asarray(box, np.float32))
                 logits, iou = torch.from_numpy(logits_np), torch.tensor(score)
@@ -267,12 +277,6 @@ def _check_slice(slice_rgb: np.ndarray) -> np.ndarray:
         raise InputError(f"a slice for LiteMedSAM must be uint8, got {slice_rgb.dtype}",
                          "prepare slices with DTTLib.segmentation.prepare.window_slice")
     return slice_rgb
-
-
-def _key(slice_rgb: np.ndarray) -> bytes:
-    digest = hashlib.blake2b(np.ascontiguousarray(slice_rgb).tobytes(), digest_size=16)
-    digest.update(str(slice_rgb.shape).encode())
-    return digest.digest()
 
 
 __all__ = ["LITEMEDSAM_SIZE", "LiteMedSAMSegmenter", "choose_device", "default_thread_count"]

@@ -205,6 +205,19 @@ def roi_for_box(image: ImageVolume, box: VoxelBox, settings: PropagationSettings
                     min(ni - 1, box.i1 + mi), min(nj - 1, box.j1 + mj), k1)
 
 
+def model_input_slice(values: np.ndarray, settings: PropagationSettings, sigma_px: tuple[float, float],
+                      inplane: np.ndarray | None = None) -> np.ndarray:
+    """The uint8 RGB slice the model is given for one k plane: denoised by ``sigma_px`` (see
+    :func:`denoise_sigma_px`) and windowed by ``settings.window`` — for "roi", from the pixels
+    under ``inplane`` (the ROI rectangle), so only a run that knows its box can prepare it."""
+    if settings.window == "roi":  # window from the ROI rectangle, applied to the whole slice
+        if inplane is None:
+            raise ValueError("the 'roi' window needs the ROI rectangle")
+        smoothed = denoised(values, sigma_px)
+        return window_slice(smoothed, reference=smoothed[inplane])
+    return slice_for_model(values, settings.window, sigma_px)
+
+
 def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegmenter,
                   settings: PropagationSettings | None = None,
                   progress: Callable[[int, int], None] | None = None,
@@ -253,10 +266,7 @@ def propagate_box(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegment
     sigma_px = denoise_sigma_px(image.spacing, settings.denoise_mm)
 
     def prepared(k: int) -> np.ndarray:
-        if settings.window == "roi":  # window from the ROI rectangle, applied to the whole slice
-            smoothed = denoised(array[k], sigma_px)
-            return window_slice(smoothed, reference=smoothed[inplane])
-        return slice_for_model(array[k], settings.window, sigma_px)
+        return model_input_slice(array[k], settings, sigma_px, inplane)
 
     def embedding_for(k: int, step: int) -> SliceEmbedding:
         if k not in embeddings:
