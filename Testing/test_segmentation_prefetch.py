@@ -147,3 +147,26 @@ def test_prefetched_ct_slices_are_prepared_with_the_runs_window_and_denoising(se
     assert sum(calls) == 1  # the seed slice came from the cache
     prefetch_slices(ct, box, segmenter, PropagationSettings(window=settings.window), limit=1)
     assert sum(calls) == 2  # without denoising it is another model input
+
+
+def test_the_background_worker_runs_one_prefetch_at_a_time_and_keeps_errors(segmenter):
+    from DTTLib.segmentation.prefetch import PrefetchWorker
+
+    image, box = _lesion_volume()
+    segmenter.clear_cache()
+    worker = PrefetchWorker()
+    assert not worker.status().running and worker.wait(0)
+    threads = []
+    worker.start(image, box, lambda: threads.append(threading.current_thread()) or segmenter, limit=4)
+    first = worker.status()
+    worker.start(image, box, segmenter, limit=2)  # a new box: the first prefetch is cancelled
+    assert worker.wait(120)
+    status = worker.status()
+    assert not status.running and status.error == "" and status.result.planned == [8, 9]
+    assert (status.done, status.total) == (2, 2)
+    assert threads and threads[0] is not threading.current_thread()  # the factory ran in the worker
+    assert first.total in (0, 4)
+    outside = VoxelBox(200, 200, 8, 210, 210, 8)
+    worker.start(image, outside, segmenter)
+    assert worker.wait(60)
+    assert worker.status().error.startswith("InputError") and "outside the image" in worker.status().error

@@ -16,6 +16,7 @@ cache (``is_encoded``); the "roi" window depends on the box and is not prefetche
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ def prefetch_plan(image: ImageVolume, box: VoxelBox, settings: PropagationSettin
     """The k planes a run from ``box`` is most likely to encode, nearest the seed first."""
     box = checked_box(box, image)
     roi = roi_for_box(image, box, settings)
-    return prefetch_order((box.k0 + box.k1) // 2, roi.k0, roi.k1, limit)
+    return prefetch_order(int(box.k0 + box.k1) // 2, int(roi.k0), int(roi.k1), limit)
 
 
 def prefetch_slices(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegmenter,
@@ -93,4 +94,73 @@ def prefetch_slices(image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegme
     return result
 
 
-__all__ = ["PrefetchResult", "prefetch_order", "prefetch_plan", "prefetch_slices"]
+@dataclass(frozen=True)
+class PrefetchStatus:
+    """What the background prefetch is doing, for a progress line: ``done`` of ``total`` slices."""
+
+    running: bool
+    done: int = 0
+    total: int = 0
+    result: PrefetchResult | None = None
+    error: str = ""
+
+
+class PrefetchWorker:
+    """At most one background prefetch: ``start`` cancels the one before, ``cancel`` stops it
+    between slices (a segmentation run then waits for at most one encoder call on the
+    segmenter's lock). Errors never escape the thread: they are kept in ``status().error``, since
+    a prefetch is only ever a head start and the run will meet the same problem and report it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._job: dict | None = None
+
+    def start(self, image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegmenter | Callable[[], BoxPromptSegmenter],
+              settings: PropagationSettings | None = None, limit: int | None = None) -> None:
+        """Prefetch in a daemon thread. ``segmenter`` may be a factory, called in that thread
+        (loading a model can take seconds that the caller should not wait for)."""
+        job = {"cancel": False, "done": 0, "total": 0, "result": None, "error": ""}
+
+        def work() -> None:
+            try:
+                model = segmenter() if callable(segmenter) and not hasattr(segmenter, "encode") else segmenter
+                if job["cancel"]:
+                    return
+                job["result"] = prefetch_slices(image, box, model, settings, limit,
+                                                progress=lambda d, t: job.update(done=d, total=t),
+                                                should_cancel=lambda: job["cancel"])
+            except Exception as error:  # noqa: BLE001 - a head start only: the run reports the problem
+                job["error"] = f"{type(error).__name__}: {error}"
+
+        job["thread"] = threading.Thread(target=work, name="DTT slice prefetch", daemon=True)
+        with self._lock:
+            if self._job is not None:
+                self._job["cancel"] = True
+            self._job = job
+        job["thread"].start()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._job is not None:
+                self._job["cancel"] = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current prefetch ends (tests, shutdown); True when it has."""
+        with self._lock:
+            job = self._job
+        if job is None:
+            return True
+        job["thread"].join(timeout)
+        return not job["thread"].is_alive()
+
+    def status(self) -> PrefetchStatus:
+        with self._lock:
+            job = self._job
+        if job is None:
+            return PrefetchStatus(running=False)
+        return PrefetchStatus(running=job["thread"].is_alive(), done=job["done"], total=job["total"],
+                              result=job["result"], error=job["error"])
+
+
+__all__ = ["PrefetchResult", "PrefetchStatus", "PrefetchWorker", "prefetch_order", "prefetch_plan",
+           "prefetch_slices"]

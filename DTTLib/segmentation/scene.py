@@ -32,6 +32,17 @@ class StoredModelLesion:
     withheld_voxels: int    # voxels other segments own and were left to them
 
 
+def lesion_settings(image: Any, mode: str = "3d", organ: str = "", refine_edges: bool | None = None) -> Any:
+    """The propagation settings :func:`compute_lesion` uses for this scan, lesion organ and mode
+    ("slice" never leaves the box's slice) — also what the module's background slice
+    preparation (prefetch.py) must use, or its slices would not be the ones the run asks for."""
+    from DTTLib.segmentation.propagate import settings_for_scan  # noqa: PLC0415
+
+    if mode == "slice":
+        return settings_for_scan(image.modality, organ, refine_edges, slab_extent=0.0)
+    return settings_for_scan(image.modality, organ, refine_edges)
+
+
 def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
                    progress: Callable[[int, int], None] | None = None,
                    should_cancel: Callable[[], bool] | None = None, organ: str = "",
@@ -43,14 +54,12 @@ def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
     lesion's organ (window_presets.json); ``refine_edges`` True/False overrides the edge rule
     (e.g. a CT volume loaded from a file without its modality)."""
     from DTTLib.segmentation.box import VoxelBox  # noqa: PLC0415
-    from DTTLib.segmentation.propagate import propagate_box, settings_for_scan  # noqa: PLC0415
+    from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
 
     if mode == "slice":
         k = (box.k0 + box.k1) // 2
         box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
-        settings = settings_for_scan(image.modality, organ, refine_edges, slab_extent=0.0)
-    else:
-        settings = settings_for_scan(image.modality, organ, refine_edges)
+    settings = lesion_settings(image, mode, organ, refine_edges)
     result = propagate_box(image, box, segmenter, settings, progress=progress, should_cancel=should_cancel)
     return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device),
                           result.outline)
