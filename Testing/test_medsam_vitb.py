@@ -106,10 +106,28 @@ def test_cached_embedding_decode_equals_full_forward(segmenter, tiny_dir):
         assert prediction.score == pytest.approx(float(out.iou_scores[0, 0, 0]), abs=1e-4)
     # batched encoding gives the same embeddings as one at a time
     other = _slice((300, 200), seed=2)
+    segmenter.clear_cache()  # else the batch would return the cached embedding of ``image``
     batch = segmenter.encode_batch([image, other])
     assert [e.original_shape for e in batch] == [shape, (300, 200)]
     assert torch.allclose(batch[0].features, embedding.features, atol=1e-4)
     assert segmenter.decode(batch[1], (20, 30, 150, 250)).mask.shape == (300, 200)
+
+
+def test_embeddings_are_cached_per_slice_so_a_moved_box_runs_only_the_decoder(segmenter, monkeypatch):
+    segmenter.clear_cache()
+    image, other = _slice((120, 90), seed=5), _slice((120, 90), seed=6)
+    encoded = []
+    original = segmenter.model.get_image_embeddings
+    monkeypatch.setattr(segmenter.model, "get_image_embeddings",
+                        lambda **kw: encoded.append(len(kw["pixel_values"])) or original(**kw))
+    assert not segmenter.is_encoded(image)
+    first = segmenter.encode(image)
+    hits = segmenter.cache_hits
+    assert segmenter.is_encoded(image) and segmenter.cache_hits == hits  # asking does not count
+    assert segmenter.encode(image) is first and segmenter.cache_hits == hits + 1
+    both = segmenter.encode_batch([other, image])  # only the new slice goes through the encoder
+    assert encoded == [1, 1] and both[1] is first
+    assert segmenter.decode(first, (10, 10, 60, 80)).mask.shape == (120, 90)
 
 
 def test_bf16_casts_pixels_to_the_model_dtype(tiny_dir):
