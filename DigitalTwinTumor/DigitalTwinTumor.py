@@ -819,93 +819,50 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             return _("Select the lesion segmentation of every timepoint")
         return ""
 
+    # The anatomy logic lives in DTTLib.mrml.lesions; these names stay for the widget and the self-test.
+
     @staticmethod
     def lesionIdOfSegment(segmentName: str) -> str:
-        """DTT Segmentation names a lesion's segment "L1 @ t0" (DTTLib.mrml.lesions.lesion_segment_name):
-        the lesion id is "L1" at every timepoint. Any other segment name is its own lesion id."""
-        from DTTLib.mrml.lesions import parse_lesion_segment_name
+        """"L1" for DTT Segmentation's "L1 @ t0"; any other segment name is its own lesion id."""
+        from DTTLib.mrml.lesions import lesion_id_of_segment
 
-        parsed = parse_lesion_segment_name(segmentName)
-        return parsed[0] if parsed else segmentName
+        return lesion_id_of_segment(segmentName)
 
     @staticmethod
     def segmentAnatomy(segment) -> tuple:
-        """(organ, nodal, origin) written on a segment: the DTT.Organ / DTT.Nodal tags, else its
-        terminology (anatomic region; a lymph node type or region makes it nodal). origin is "tag",
-        "terminology" or "" when the segment says nothing."""
+        """(organ, nodal, origin) a segment carries (DTTLib.mrml.lesions.segment_anatomy)."""
+        import dataclasses
 
-        from DTTLib.mrml.lesions import read_lesion_anatomy
+        from DTTLib.mrml.lesions import segment_anatomy
 
-        def tag(name):
-            value = vtk.reference("")
-            return str(value).strip() if segment.GetTag(name, value) else ""
-
-        tagged = read_lesion_anatomy(segment)
-        if tagged is not None:
-            organ, nodal = tagged
-            return organ or ("lymph node" if nodal else ""), nodal, "tag"
-        # Slicer's serialised terminology: context~category~type~typeModifier~regionContext~region~regionModifier,
-        # each code as scheme^value^meaning
-        parts = tag("TerminologyEntry").split("~")
-        if len(parts) == 7:
-            typeMeaning, region = ((part.split("^") + ["", "", ""])[2].strip() for part in (parts[2], parts[5]))
-            nodal = "lymph node" in f"{typeMeaning} {region}".lower()
-            if region or nodal:
-                return region or "lymph node", nodal, "terminology"
-        return "", False, ""
+        return dataclasses.astuple(segment_anatomy(segment))
 
     @staticmethod
     def _lesionSegments(segmentationNode) -> list:
-        """(segment id, segment) of each lesion segment: nnU-Net proposals not yet accepted are never counted."""
-        from DTTLib.segmentation.nnunet_scene import pending_proposals
+        """(segment id, segment) of each lesion segment, pending nnU-Net proposals left out."""
+        from DTTLib.mrml.lesions import lesion_segments
 
-        pending = set(pending_proposals(segmentationNode))
-        segmentation = segmentationNode.GetSegmentation()
-        ids = [segmentation.GetNthSegmentID(index) for index in range(segmentation.GetNumberOfSegments())]
-        return [(segmentId, segmentation.GetSegment(segmentId)) for segmentId in ids if segmentId not in pending]
+        return lesion_segments(segmentationNode)
 
     def lesionAnatomy(self, segmentationNodes, userEntries=None) -> dict:
-        """lesion id -> {"organ", "nodal", "origin"} for the lesion segments of the segmentations
-        (baseline first): what the user set (origin "user") wins over the segments; among the
-        segments, the first that says anything. A lesion nobody describes has organ ""."""
-        found = {}
-        for segmentationNode in segmentationNodes:
-            if segmentationNode is None:
-                continue
-            for _segmentId, segment in self._lesionSegments(segmentationNode):
-                lesion = self.lesionIdOfSegment(segment.GetName())
-                organ, nodal, origin = self.segmentAnatomy(segment)
-                if lesion not in found or (origin and not found[lesion]["origin"]):
-                    found[lesion] = {"organ": organ, "nodal": nodal, "origin": origin}
-        for lesion, entry in (userEntries or {}).items():
-            if lesion in found:
-                found[lesion] = {"organ": str(entry.get("organ") or "").strip() or found[lesion]["organ"],
-                                 "nodal": bool(entry.get("nodal", False)), "origin": "user"}
-        return found
+        """lesion id -> {"organ", "nodal", "origin"}, baseline first, the user's entries winning."""
+        from DTTLib.mrml.lesions import lesion_anatomy
+
+        return lesion_anatomy(list(segmentationNodes), userEntries)
 
     @staticmethod
     def parseLesionAnatomy(text: str) -> dict:
-        """The lesionAnatomy parameter ({lesion id: {"organ", "nodal"}} as JSON); {} when unreadable."""
-        import json
+        """The lesionAnatomy parameter as {lesion id: {"organ", "nodal"}}; {} when unreadable."""
+        from DTTLib.mrml.lesions import parse_anatomy_entries
 
-        try:
-            entries = json.loads(text or "{}")
-        except ValueError:
-            logging.warning("DigitalTwinTumor: ignoring unreadable lesion organs %r", text)
-            return {}
-        if not isinstance(entries, dict):
-            return {}
-        return {str(lesion): {"organ": str(entry.get("organ") or "").strip(), "nodal": bool(entry.get("nodal"))}
-                for lesion, entry in entries.items() if isinstance(entry, dict)}
+        return parse_anatomy_entries(text)
 
-    @classmethod
-    def setLesionAnatomy(cls, text: str, lesion: str, organ: str, nodal: bool) -> str:
+    @staticmethod
+    def setLesionAnatomy(text: str, lesion: str, organ: str, nodal: bool) -> str:
         """The lesionAnatomy parameter with one lesion's organ and nodal status set by the user."""
-        import json
+        from DTTLib.mrml.lesions import with_anatomy_entry
 
-        entries = cls.parseLesionAnatomy(text)
-        entries[str(lesion)] = {"organ": str(organ).strip(), "nodal": bool(nodal)}
-        return json.dumps(entries, sort_keys=True)
+        return with_anatomy_entry(text, lesion, organ, nodal)
 
     def buildTwinFromNodes(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
                            nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from DTTLib.errors import InputError
+
+_log = logging.getLogger(__name__)
 
 #: Segment tags with a lesion's organ (free text, e.g. "liver") and lymph-node status ("true" /
 #: "false"): DTT Segmentation writes them, the main module reads them for RECIST (≤ 2 targets per
@@ -18,6 +22,22 @@ LESION_NAME_SEPARATOR = " @ "
 #: this; they are not lesions until accepted (and renamed).
 PROPOSAL_NAME_SUFFIX = "(proposal)"
 _NODAL_TRUE = ("true", "1", "yes")
+#: Slicer's serialised terminology tag on a segment (context~category~type~typeModifier~regionContext~
+#: region~regionModifier, each code scheme^value^meaning); a segment without DTT tags is read from it.
+TERMINOLOGY_TAG = "TerminologyEntry"
+#: The organ of a lesion that is a lymph node and names no organ (RECIST counts nodes as one organ).
+LYMPH_NODE_ORGAN = "lymph node"
+
+
+@dataclass(frozen=True)
+class SegmentAnatomy:
+    """A lesion's organ and lymph-node status as one segment states them. ``origin`` says where they
+    come from ("tag": DTT.Organ / DTT.Nodal, "terminology": its anatomic region or type, "": the
+    segment says nothing), so a reader can tell a user's reading from a guess."""
+
+    organ: str
+    nodal: bool
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,88 @@ def read_lesion_anatomy(segment: Any) -> tuple[str, bool] | None:
     if not organ and not nodal_text:
         return None
     return organ, nodal_text in _NODAL_TRUE
+
+
+def lesion_id_of_segment(segment_name: str) -> str:
+    """The lesion id of a segment: "L1" for DTT Segmentation's "L1 @ t0" (the same at every
+    timepoint, which is how the twin matches lesions by name); any other name is its own id."""
+    parsed = parse_lesion_segment_name(segment_name)
+    return parsed[0] if parsed else str(segment_name)
+
+
+def segment_anatomy(segment: Any) -> SegmentAnatomy:
+    """Organ and nodal status a segment (``vtkSegment``) carries: the DTT.Organ / DTT.Nodal tags win
+    (a user set them in DTT Segmentation), else its terminology's anatomic region is the organ and a
+    lymph-node type or region makes it nodal. A node without an organ gets LYMPH_NODE_ORGAN."""
+    from DTTLib.mrml.segmentations import _tag  # noqa: PLC0415
+
+    tagged = read_lesion_anatomy(segment)
+    if tagged is not None:
+        organ, nodal = tagged
+        return SegmentAnatomy(organ or (LYMPH_NODE_ORGAN if nodal else ""), nodal, "tag")
+    parts = _tag(segment, TERMINOLOGY_TAG).strip().split("~")
+    if len(parts) == 7:
+        type_meaning, region = ((part.split("^") + ["", "", ""])[2].strip() for part in (parts[2], parts[5]))
+        nodal = LYMPH_NODE_ORGAN in f"{type_meaning} {region}".lower()
+        if region or nodal:
+            return SegmentAnatomy(region or LYMPH_NODE_ORGAN, nodal, "terminology")
+    return SegmentAnatomy("", False, "")
+
+
+def lesion_segments(segmentation_node: Any) -> list[tuple[str, Any]]:
+    """(segment id, ``vtkSegment``) of each lesion segment of a segmentation node, in order: nnU-Net
+    proposals not yet accepted (still tagged) are never lesions, or they would count as new ones."""
+    from DTTLib.segmentation.nnunet_scene import pending_proposals  # noqa: PLC0415
+
+    pending = set(pending_proposals(segmentation_node))
+    segmentation = segmentation_node.GetSegmentation()
+    ids = [segmentation.GetNthSegmentID(index) for index in range(segmentation.GetNumberOfSegments())]
+    return [(segment_id, segmentation.GetSegment(segment_id)) for segment_id in ids if segment_id not in pending]
+
+
+def lesion_anatomy(segmentation_nodes: list[Any], user_entries: dict[str, dict] | None = None
+                   ) -> dict[str, dict[str, Any]]:
+    """lesion id -> {"organ", "nodal", "origin"} over the lesion segments of the segmentations
+    (baseline first; None entries are skipped). Among the segments the first that says anything
+    wins, so a later scan's terminology never overrides an earlier tag; then the user's entries
+    (parse_anatomy_entries) win for lesions that exist, origin "user", an empty organ keeping the
+    segments'. A lesion nobody describes has organ "" and origin ""."""
+    found: dict[str, dict[str, Any]] = {}
+    for segmentation_node in segmentation_nodes:
+        if segmentation_node is None:
+            continue
+        for _segment_id, segment in lesion_segments(segmentation_node):
+            lesion = lesion_id_of_segment(segment.GetName())
+            anatomy = segment_anatomy(segment)
+            if lesion not in found or (anatomy.origin and not found[lesion]["origin"]):
+                found[lesion] = {"organ": anatomy.organ, "nodal": anatomy.nodal, "origin": anatomy.origin}
+    for lesion, entry in (user_entries or {}).items():
+        if lesion in found:
+            found[lesion] = {"organ": str(entry.get("organ") or "").strip() or found[lesion]["organ"],
+                             "nodal": bool(entry.get("nodal", False)), "origin": "user"}
+    return found
+
+
+def parse_anatomy_entries(text: str) -> dict[str, dict[str, Any]]:
+    """The user's lesion organs as stored in a parameter ({lesion id: {"organ", "nodal"}} as JSON).
+    {} when unreadable (logged): a damaged parameter must not stop a saved scene from loading."""
+    try:
+        entries = json.loads(text or "{}")
+    except ValueError:
+        _log.warning("ignoring unreadable lesion organs %r", text)
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {str(lesion): {"organ": str(entry.get("organ") or "").strip(), "nodal": bool(entry.get("nodal"))}
+            for lesion, entry in entries.items() if isinstance(entry, dict)}
+
+
+def with_anatomy_entry(text: str, lesion: str, organ: str, nodal: bool) -> str:
+    """The stored lesion organs (JSON, as parse_anatomy_entries reads) with one lesion's organ and
+    nodal status set by the user; keys sorted so the same entries always give the same text."""
+    entries = parse_anatomy_entries(text)
+    entries[str(lesion)] = {"organ": str(organ).strip(), "nodal": bool(nodal)}
+    return json.dumps(entries, sort_keys=True)
 
 
 def segment_lesion_by_threshold(volume_node: Any, roi_node: Any, threshold: float,
