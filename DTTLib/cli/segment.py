@@ -23,6 +23,7 @@ from typing import Any
 from DTTLib.segmentation.nnunet_model import PREFIX as NNUNET_PREFIX  # light: no torch, no nnunetv2
 
 MODELS = ("litemedsam", "medsam", "threshold")
+MEDSAM_MODEL_ID = "medsam-vit-base"  # its catalog id (DTTLib/models/catalog.json)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="allow a checkpoint that needs full unpickling (only for sources you trust)")
     parser.add_argument("--threshold", type=float,
                         help="--model threshold: intensity cut (default: Otsu inside the box)")
-    parser.add_argument("--medsam-dir", help="--model medsam: local folder with the MedSAM weights")
+    parser.add_argument("--medsam-dir", help="--model medsam: local folder with the MedSAM weights (default: the "
+                        "folder set with `dtt models use medsam-vit-base`, else its downloaded copy)")
     parser.add_argument("--window", default="auto",
                         help="slice preparation for box models: auto (the rules in window_presets.json for the "
                              "scan's DICOM modality and --organ), slice (percentiles) or a CT preset name "
@@ -114,6 +116,22 @@ def _check_output(path: str | None) -> None:
         raise InputError(f"folder '{Path(path).parent}' does not exist", "create it first")
 
 
+def medsam_weights_folder() -> Path:
+    """Where MedSAM ViT-B's weights are on this computer: the local folder set for it (``dtt models
+    use``), else its downloaded copy in the user cache. Never downloads: that is ``dtt models
+    download`` or, in Slicer, the user's answer to a question."""
+    from DTTLib.errors import MissingDependencyError  # noqa: PLC0415
+    from DTTLib.models.cache import ModelStore  # noqa: PLC0415
+
+    try:
+        return ModelStore().resolve(MEDSAM_MODEL_ID, allow_download=False).path
+    except MissingDependencyError:
+        raise MissingDependencyError(
+            "MedSAM ViT-B's weights are not on this computer",
+            f"run `dtt models download {MEDSAM_MODEL_ID}` once (375 MB), or `dtt models use {MEDSAM_MODEL_ID} "
+            "FOLDER` / --medsam-dir FOLDER for a copy you have, or use --model litemedsam") from None
+
+
 def make_segmenter(model: str, device: str | None = None, medsam_dir: str | None = None) -> Any:
     """The backend for ``model`` (litemedsam | medsam); a clear error when it cannot load."""
     from DTTLib.errors import InputError, MissingDependencyError  # noqa: PLC0415
@@ -132,9 +150,7 @@ def make_segmenter(model: str, device: str | None = None, medsam_dir: str | None
             raise MissingDependencyError(f"MedSAM ViT-B needs a package that is missing ({error})",
                                          "pip install 'DigitalTwinTumor[segmentation]' transformers") from None
         if not medsam_dir:
-            raise MissingDependencyError("MedSAM ViT-B needs its weights in a local folder",
-                                         "pass --medsam-dir FOLDER (flaviagiammarino/medsam-vit-base, "
-                                         "downloaded once) or use --model litemedsam")
+            medsam_dir = str(medsam_weights_folder())
         from DTTLib.segmentation.litemedsam import choose_device  # noqa: PLC0415
 
         return medsam_vitb.MedSAMViTB(medsam_dir, device=choose_device(device))
