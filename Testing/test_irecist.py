@@ -116,14 +116,32 @@ NT_BASE = tp(0, targets(30.0, 20.0) + [les("M1", 8.0, "bone")], non_target="nonC
 NT_IUPD = tp(56, targets(30.0, 20.0), non_target="PD")
 
 
-@pytest.mark.parametrize("follow, expected", [
-    (tp(112, targets(30.0, 20.0), non_target="PD"), "iCPD"),          # further increase
-    (tp(112, targets(30.0, 20.0), non_target="PD", non_target_further_increase=False), "iUPD"),
-    (tp(112, targets(30.0, 20.0), non_target="nonCR_nonPD"), "iSD"),  # not progressed: reset
+@pytest.mark.parametrize("follow, expected, reason", [
+    (tp(112, targets(30.0, 20.0), non_target="PD", non_target_further_increase=True), "iCPD",
+     "further non-target increase"),
+    (tp(112, targets(30.0, 20.0), non_target="PD", non_target_further_increase=False), "iUPD",
+     "no further increase"),
+    # not assessed: "PD" again is no evidence of growth since iUPD, so no confirmation, and it says so
+    (tp(112, targets(30.0, 20.0), non_target="PD"), "iUPD", "further increase not assessed"),
+    (tp(112, targets(30.0, 20.0), non_target="nonCR_nonPD"), "iSD", "reset"),  # not progressed
 ])
-def test_non_target_driven_iupd(follow, expected):
+def test_non_target_driven_iupd(follow, expected, reason):
     out = run(NT_BASE, NT_IUPD, follow)
     assert [t["overall"] for t in out["timepoints"][1:]] == ["iUPD", expected]
+    assert reason in out["timepoints"][2]["overall_reason"]
+
+
+def test_not_assessed_then_a_further_increase_confirms():
+    out = run(NT_BASE, NT_IUPD, tp(112, targets(30.0, 20.0), non_target="PD"),
+              tp(168, targets(30.0, 20.0), non_target="PD", non_target_further_increase=True))
+    assert [t["overall"] for t in out["timepoints"][1:]] == ["iUPD", "iUPD", "iCPD"]
+
+
+def test_a_further_increase_without_non_target_pd_is_not_counted_and_said():
+    out = run(NT_BASE, NT_IUPD,
+              tp(112, targets(30.0, 20.0), non_target="nonCR_nonPD", non_target_further_increase=True))
+    assert out["timepoints"][2]["overall"] == "iSD"
+    assert any("day 112" in w and "not counted" in w for w in out["warnings"])
 
 
 def test_non_target_progression_after_target_iupd_confirms():

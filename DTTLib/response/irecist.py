@@ -6,8 +6,9 @@ confirmed (iCPD) when (Seymour 2017, "Confirming progression", Table 2):
 
 * the target sum of measures (SOM) grew a further ≥ 5 mm since the last iUPD assessment;
 * the non-target lesions progressed further (a definite increase, need not be
-  unequivocal) — entered as ``non_target: "PD"``; with ``non_target_further_increase:
-  false`` it means "still progressed, no further increase" and stays iUPD;
+  unequivocal) — entered as ``non_target: "PD"`` with ``non_target_further_increase:
+  true``; ``false`` means "still progressed, no further increase" and stays iUPD, and so
+  does a further increase that was not assessed (``None``, see below);
 * the sum of new-lesion targets grew ≥ 5 mm, or any additional new lesion appeared;
 * a category that had not progressed at iUPD now meets RECIST 1.1 PD (e.g. new lesions
   appear after a target-driven iUPD).
@@ -16,6 +17,17 @@ Otherwise the status stays iUPD while any category still meets RECIST PD criteri
 SOM still ≥ 20 % and 5 mm over the nadir, new lesions still present), or — when nothing
 is progressed any more — it resets to iCR/iPR/iSD judged against baseline and nadir; a
 later progression is then again iUPD first.
+
+A non-target further increase that was not assessed does not confirm progression. "PD"
+at the next visit says the non-target disease is still unequivocally progressed against
+baseline / nadir, which was already true at iUPD; it does not say it grew again since.
+iCPD confirms progression (and usually ends treatment beyond progression), so it must rest
+on an observed further increase, never on a missing answer: the timepoint stays iUPD and its
+reason says that the further increase was not assessed, so the reader knows the one answer
+that would settle it.
+(An older reading counted ``None`` as a further increase, which could call iCPD on no
+evidence.) A non-target that was *not* progressed at iUPD and now is PD still confirms:
+that is a new category meeting RECIST 1.1 PD, no comparison with the last visit needed.
 
 New lesions are assessed with RECIST 1.1 measurability; up to five measurable ones (two
 per organ) become new-lesion targets (chosen when they first appear, while slots remain),
@@ -117,6 +129,15 @@ class _Pending:
     categories: list[str] = field(default_factory=list)
 
 
+#: why a still-progressed non-target keeps iUPD, by the reader's further-increase call (True never
+#: gets here: it confirms iCPD)
+_NON_TARGET_STILL = {
+    False: "non-target still progressed, no further increase (the reader's call)",
+    None: "non-target still progressed, further increase not assessed (iCPD needs the reader's call: "
+          "was there a further increase since iUPD?)",
+}
+
+
 def _increase(ref: Mapping[str, float | None], now: Mapping[str, float | None]) -> float | None:
     """Change of the sum over lesions evaluable both times (None if none are)."""
     common = [k for k, v in ref.items() if v is not None and now.get(k) is not None]
@@ -164,7 +185,7 @@ class IRecistTracker:
         if step.target_response == "PD":
             still.append("target sum still meets PD")
         if step.non_target == "PD":
-            still.append("non-target still progressed")
+            still.append(_NON_TARGET_STILL[step.non_target_further_increase])  # True has confirmed iCPD
         if step.new_lesions:
             still.append("new lesions still present")
         if still:
@@ -199,8 +220,13 @@ class IRecistTracker:
         if step.non_target == "PD":
             if not p.non_target:
                 found.append("non-target progression after iUPD")
-            elif step.non_target_further_increase is not False:
-                found.append("further non-target increase")
+            elif step.non_target_further_increase is True:  # None: not assessed, no evidence (module docs)
+                found.append("further non-target increase since iUPD (the reader's call)")
+        elif step.non_target_further_increase is True:
+            self.notes.append(
+                f"day {step.day:g}: non-target further increase is set but the non-target status is "
+                f"{step.non_target!r}, not PD; the increase was not counted (set the status to PD if "
+                "the non-target disease progressed further)")
         if step.new_lesions:
             if not p.new:
                 found.append("new lesion(s) after iUPD")

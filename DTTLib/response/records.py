@@ -67,8 +67,10 @@ class Timepoint:
     ``new_lesion_measurements`` optionally measures them (ids stable across timepoints) so
     iRECIST can track new-lesion targets apart from the target sum.
     ``non_target_further_increase`` (iRECIST only, optional) refines a ``PD`` non-target
-    status after iUPD: ``False`` = still progressed but no further increase since the last
-    assessment (stays iUPD); ``True``/``None`` = further increase (confirms iCPD).
+    status after a non-target iUPD: ``True`` = increased further since the last assessment
+    (confirms iCPD); ``False`` = still progressed, no further increase (stays iUPD); ``None``
+    = not assessed (stays iUPD, and the reason says so: iCPD needs evidence, see
+    DTTLib.response.irecist).
     """
 
     day: float
