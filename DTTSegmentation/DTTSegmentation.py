@@ -35,6 +35,8 @@ EDGE_REFINEMENT_RULES = ("auto", "on", "off")
 PREFETCH_SETTING = "DTTSegmentation/PrepareNearbySlices"
 #: Milliseconds the box must stay still before its slices are prepared (dragging fires many events).
 PREFETCH_DELAY_MS = 600
+#: The model choices whose weights are downloaded (model key -> catalog id in DTTLib/models/catalog.json).
+DOWNLOADED_MODELS = {"medsam": "medsam-vit-base"}
 #: The organ of a lymph node whose organ was left empty (the main module reads it the same way).
 LYMPH_NODE_ORGAN = "lymph node"
 
@@ -147,6 +149,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _addModelControls(self) -> None:
         """Model choice with device, slice/3-D buttons, progress and cancel (box-prompt models)."""
+        import ctk
         import qt
 
         box = qt.QGroupBox(_("Box-prompt model"))
@@ -155,6 +158,15 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for label, key in DTTSegmentationLogic.availableModels():
             self.modelCombo.addItem(label, key)
         form.addRow(_("Model:"), self.modelCombo)
+        self.weightsFolder = ctk.ctkPathLineEdit()
+        self.weightsFolder.filters = ctk.ctkPathLineEdit.Dirs
+        self.weightsFolder.toolTip = _("A folder that already holds MedSAM ViT-B's config.json and model.safetensors. "
+                                       "Leave it empty to download them once (375 MB) into the user cache.")
+        self.weightsFolderLabel = qt.QLabel(_("MedSAM weights:"))
+        form.addRow(self.weightsFolderLabel, self.weightsFolder)
+        self.deleteModelsButton = qt.QPushButton(_("Delete downloaded models…"))
+        self.deleteModelsButton.toolTip = _("Free the disk space of model weights downloaded into the user cache")
+        form.addRow(self.deleteModelsButton)
         self.deviceLabel = qt.QLabel(DTTSegmentationLogic.deviceDescription())
         form.addRow(_("Device:"), self.deviceLabel)
         self.overwriteCheck = qt.QCheckBox(_("Overwrite voxels of other segments"))
@@ -192,6 +204,10 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._updateRerunButton())
         self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._schedulePrefetch())
         self.prefetchCheck.connect("toggled(bool)", self.onPrefetchToggled)
+        self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._showWeightsFolder())
+        self.deleteModelsButton.connect("clicked(bool)", self.onDeleteDownloadedModels)
+        self._showWeightsFolder()
+        self.weightsFolder.connect("currentPathChanged(QString)", self.onWeightsFolderChanged)
         self._job = None
         self._observedRoi = None
         self._prefetchKey = None
@@ -310,6 +326,85 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._job is not None:
             self._job["cancel"] = True
 
+    # -- weights of downloaded models (MedSAM ViT-B) ------------------------------------------------
+    def _showWeightsFolder(self) -> None:
+        """The weights-folder row only for a model whose weights are downloaded, showing its setting."""
+        model = self.modelCombo.currentData
+        shown = model in DOWNLOADED_MODELS
+        self.weightsFolder.visible = self.weightsFolderLabel.visible = shown
+        if shown:
+            folder = self.logic.modelStore().local_folder(DOWNLOADED_MODELS[model])
+            self.weightsFolder.blockSignals(True)  # showing the setting is not changing it
+            self.weightsFolder.currentPath = str(folder) if folder else ""
+            self.weightsFolder.blockSignals(False)
+
+    def onWeightsFolderChanged(self, path: str) -> None:
+        model = self.modelCombo.currentData
+        if model not in DOWNLOADED_MODELS:
+            return
+        with slicer.util.tryWithErrorDisplay(_("This folder cannot be used for the model's weights."),
+                                             waitCursor=True):
+            self.logic.setModelFolder(model, path.strip())
+            self.ui.statusLabel.text = _("MedSAM ViT-B weights: {where}").format(
+                where=path.strip() or _("the user cache (downloaded when first needed)"))
+
+    def _offerDownload(self, model: str, then) -> None:
+        """Ask before fetching a model's weights; download in the background with progress (Cancel
+        stops it; the transfer resumes next time), then call ``then``."""
+        from DTTLib.models.catalog import get_entry
+
+        entry = get_entry(DOWNLOADED_MODELS[model])
+        cache = self.logic.modelStore().root
+        if not slicer.util.confirmOkCancelDisplay(_(
+                "{name}'s weights ({size} MB, licence {licence}) are not on this computer.\n\n"
+                "Download them once from Hugging Face ({hub}) into {cache}?\n\n"
+                "Or press Cancel and choose a folder that already holds them under 'MedSAM weights'.").format(
+                name=self.modelCombo.currentText or entry.id, size=round(entry.size_bytes / 1e6),
+                licence=entry.licence, hub=entry.hub_id, cache=cache)):
+            return
+
+        class Stopped(Exception):
+            pass
+
+        def compute(progress, should_cancel):
+            def report(done, total):
+                progress(done // 1_000_000, max(total // 1_000_000, 1))
+                if should_cancel():
+                    raise Stopped()
+            try:
+                return self.logic.downloadModel(model, report)
+            except Exception:
+                if should_cancel():
+                    return None
+                raise
+
+        def finish(folder):
+            if folder is None:
+                self.ui.statusLabel.text = _("Download stopped; it resumes where it stopped next time.")
+                return
+            self.ui.statusLabel.text = _("Model weights downloaded to {folder}").format(folder=folder)
+            then()
+
+        self._runInBackground(compute, finish, _("Failed to download the model: {error}"))
+
+    def onDeleteDownloadedModels(self) -> None:
+        if self._job is not None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to delete the downloaded models."), waitCursor=True):
+            models = self.logic.downloadedModels()
+            cache = self.logic.modelStore().root
+            if not models:
+                slicer.util.infoDisplay(_("No models are downloaded in {cache}.").format(cache=cache))
+                return
+            listing = "\n".join(f"  {modelId} ({size / 1e6:.0f} MB)" for modelId, size in models)
+            if not slicer.util.confirmOkCancelDisplay(_(
+                    "Delete these downloaded models from {cache}?\n{listing}\n\n"
+                    "Folders you chose yourself are not touched; a model is downloaded again when next needed.").format(
+                    cache=cache, listing=listing)):
+                return
+            freed = self.logic.deleteDownloadedModels()
+            self.ui.statusLabel.text = _("Deleted downloaded models: {mb:.0f} MB freed").format(mb=freed / 1e6)
+
     def onSegmentWithModel(self, mode: str) -> None:
         """Run the model in a worker thread; store the result on the GUI thread (one undo step)."""
         node = self._parameterNode
@@ -321,6 +416,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to segment the lesion."), waitCursor=True):
             if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
+                return
+            if model in DOWNLOADED_MODELS and self.logic.modelWeightsFolder(model) is None:
+                self._offerDownload(model, then=lambda: self.onSegmentWithModel(mode))
                 return
             if not node.segmentation:
                 node.segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
@@ -377,6 +475,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                  f"timepoint '{node.timepointLabel}'",
                                  "set Lesion id and Timepoint label to those of the segment you corrected")
             if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
+                return
+            if model in DOWNLOADED_MODELS and self.logic.modelWeightsFolder(model) is None:
+                self._offerDownload(model, then=self.onRerunFromSlice)
                 return
             image = image_from_volume_node(volume)  # also refuses a volume under a transform
             k = self.logic.volumeSliceIndex(volume, self._sliceNode("Red"), "Red")
@@ -602,6 +703,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.segment3DButton.enabled = not busy
         if hasattr(self, "findLesionsButton"):
             self.findLesionsButton.enabled = not busy
+        self.deleteModelsButton.enabled = not busy
         self._updateRerunButton()
 
     def _cancelJob(self, ignoreResult: bool = False) -> None:
@@ -793,6 +895,59 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
 
         settings = lesion_settings(image, "3d", organ or "", refineEdges)
         self.prefetcher.start(image, box, lambda: self.segmenter(model), settings)
+
+    # -- model weights (DTTLib.models.cache.ModelStore: one user cache, never the install folder) ---
+    @staticmethod
+    def modelStore():
+        from DTTLib.models.cache import ModelStore
+
+        return ModelStore()
+
+    def modelWeightsFolder(self, model: str):
+        """Where a downloaded model's weights are (its local-folder setting, else the cache), or
+        None when they are not on this computer. Models that ship with a package: None too."""
+        from DTTLib.errors import MissingDependencyError
+
+        if model not in DOWNLOADED_MODELS:
+            return None
+        try:
+            return self.modelStore().resolve(DOWNLOADED_MODELS[model], allow_download=False).path
+        except MissingDependencyError:
+            return None
+
+    def setModelFolder(self, model: str, folder) -> None:
+        """Use the weights in ``folder`` for ``model`` from now on ("" or None forgets the setting);
+        a folder without config.json is refused with a clear error. The next run reloads the model."""
+        self.modelStore().set_local_folder(DOWNLOADED_MODELS[model], folder or None)
+        self._forgetSegmenter(model)
+
+    def downloadModel(self, model: str, progress=None):
+        """Fetch ``model``'s weights into the user cache (network; resumable, checksummed) and
+        return their folder. ``progress(done_bytes, total_bytes)``; it may raise to stop the
+        transfer, which resumes where it stopped next time. Safe in a worker thread (no MRML)."""
+        report = None if progress is None else (lambda modelId, done, total: progress(done, total))
+        return self.modelStore().resolve(DOWNLOADED_MODELS[model], allow_download=True, progress=report).path
+
+    def downloadedModels(self) -> list:
+        """(catalog id, bytes) of every model downloaded into the user cache."""
+        from DTTLib.models.catalog import load_catalog
+
+        store = self.modelStore()
+        return [(modelId, sum(f.stat().st_size for f in store.cache_path(modelId).rglob("*") if f.is_file()))
+                for modelId in sorted(load_catalog()) if store.cache_path(modelId).is_dir()]
+
+    def deleteDownloadedModels(self) -> int:
+        """Delete every downloaded model from the user cache; returns the bytes freed. Local folders
+        the user pointed to are never touched."""
+        store = self.modelStore()
+        freed = sum(store.delete(modelId) for modelId, _size in self.downloadedModels())
+        for model in DOWNLOADED_MODELS:
+            self._forgetSegmenter(model)
+        return freed
+
+    def _forgetSegmenter(self, model: str) -> None:
+        with self._segmenterLock:
+            self._segmenters.pop(model, None)
 
     def segmenter(self, model: str):
         """The backend, kept between calls so slice embeddings stay cached; loaded once even when
@@ -1054,6 +1209,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         lesion = self.test_ModelRespectsOtherSegments()
         self.test_RerunFromCorrectedSlice(lesion)
         self.test_PrepareSlicesWhileDrawing(lesion)
+        self.test_ModelWeights()
         self.test_NnUNetProposals()
 
     def test_SphereInBox(self):
@@ -1204,6 +1360,56 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(encoded, [])
         self.assertTrue(np.array_equal(warm.mask, cold.mask))
         self.delayDisplay("Prepared slices test passed")
+
+    def test_ModelWeights(self):
+        """MedSAM ViT-B's weights: absent → None (the widget then offers a download); a folder
+        without config.json is refused; a chosen folder is used; deleting downloads frees the cache
+        and never touches the chosen folder. Runs on a private cache (DTT_CACHE_DIR)."""
+        import json
+        import os
+        import tempfile
+        from pathlib import Path
+
+        from DTTLib.errors import InputError
+        from DTTLib.models.catalog import get_entry
+
+        previous = os.environ.get("DTT_CACHE_DIR")
+        with tempfile.TemporaryDirectory() as folder:
+            os.environ["DTT_CACHE_DIR"] = str(Path(folder) / "cache")
+            try:
+                logic = DTTSegmentationLogic()
+                self.assertIsNone(logic.modelWeightsFolder("medsam"))
+                self.assertIsNone(logic.modelWeightsFolder("litemedsam"))  # ships with its package
+                mine = Path(folder) / "my_medsam"
+                mine.mkdir()
+                with self.assertRaises(InputError):
+                    logic.setModelFolder("medsam", str(mine))  # no config.json yet
+                (mine / "config.json").write_text(json.dumps({"model_type": "sam"}))
+                logic.setModelFolder("medsam", str(mine))
+                self.assertEqual(logic.modelWeightsFolder("medsam"), mine.resolve())
+                logic.setModelFolder("medsam", "")
+                self.assertIsNone(logic.modelWeightsFolder("medsam"))
+                # a finished download, as ModelStore.download leaves it (files + checksummed manifest)
+                store = logic.modelStore()
+                cached = store.cache_path("medsam-vit-base")
+                cached.mkdir(parents=True)
+                (cached / "config.json").write_text("{}")
+                (cached / "model.safetensors").write_bytes(b"\0" * 4096)
+                store.write_manifest(get_entry("medsam-vit-base"), cached)
+                self.assertEqual(logic.modelWeightsFolder("medsam"), cached)
+                listed = dict(logic.downloadedModels())
+                self.assertEqual(list(listed), ["medsam-vit-base"])
+                self.assertGreater(listed["medsam-vit-base"], 4096)
+                self.assertEqual(logic.deleteDownloadedModels(), listed["medsam-vit-base"])
+                self.assertEqual(logic.downloadedModels(), [])
+                self.assertFalse(cached.exists())
+                self.assertTrue((mine / "config.json").exists())
+            finally:
+                if previous is None:
+                    os.environ.pop("DTT_CACHE_DIR", None)
+                else:
+                    os.environ["DTT_CACHE_DIR"] = previous
+        self.delayDisplay("Model weights test passed")
 
     def test_RerunFromCorrectedSlice(self, lesion=None):
         """'Re-run from this slice': the model's lesion (test_ModelRespectsOtherSegments) is corrected
