@@ -12,7 +12,8 @@ Example (see docs/CASE_FORMAT.md)::
 
 Days are relative to the first timepoint; ``date`` (ISO) may be given instead of ``day``.
 A timepoint may carry the reader's ``non_target`` status and ``new_lesions`` flag (RECIST
-inputs that box prompts cannot give).
+inputs that box prompts cannot give), and for iRECIST ``non_target_further_increase``
+(true / false; omitted or null = not assessed) on a follow-up whose non-target status is PD.
 ``modality`` ("CT", "MR", …) may be given for the case and overridden per timepoint; DICOM
 series carry their own. It selects how slices are prepared for segmentation (the rules by
 modality and organ are data: the "segmentation" section of ``window_presets.json``).
@@ -48,6 +49,9 @@ class TimepointSpec:
     non_target: str = "none"  # RECIST non-target status the reader assessed: none|CR|nonCR_nonPD|PD|NE
     new_lesions: bool = False  # unequivocal new lesions seen by the reader
     modality: str = ""  # "CT", "MR", … ("" = the case's, or the DICOM series' own)
+    #: iRECIST: did a PD non-target increase further since the last visit? True / False, None = not
+    #: assessed (a non-target iUPD then stays iUPD: DTTLib.response.irecist)
+    non_target_further_increase: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,8 @@ def _timepoints(raw: Any, case_dir: Path) -> tuple[TimepointSpec, ...]:
             raise InputError(f"{where}.non_target '{non_target}' is not one of {NON_TARGET_STATES}",
                              "use the RECIST non-target status as assessed by the reader")
         out.append(TimepointSpec(timepoint_id, path, day, non_target, bool(entry.get("new_lesions", False)),
-                                 _modality(entry.get("modality", ""), f"{where}.modality")))
+                                 _modality(entry.get("modality", ""), f"{where}.modality"),
+                                 _further_increase(entry, where, number == 0, non_target)))
     ids = [t.timepoint_id for t in out]
     if len(set(ids)) != len(ids):
         raise InputError(f"timepoint ids repeat: {ids}", "give each timepoint its own id")
@@ -185,6 +190,25 @@ def _timepoints(raw: Any, case_dir: Path) -> tuple[TimepointSpec, ...]:
         raise InputError(f"timepoint days must increase in the order listed, got {days}",
                          "list the scans from first to last")
     return tuple(out)
+
+
+def _further_increase(entry: dict[str, Any], where: str, baseline: bool, non_target: str) -> bool | None:
+    """The reader's iRECIST non-target further increase: true, false, or not assessed (omitted / null)."""
+    value = entry.get("non_target_further_increase")
+    field_name = f"{where}.non_target_further_increase"
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InputError(f"{field_name} must be true, false or null, got {value!r}",
+                         "true: the PD non-target disease grew further since the last visit; false: it did "
+                         "not; leave it out when not assessed")
+    if baseline:
+        raise InputError(f"{field_name} is set on the first timepoint", "remove it: the baseline has nothing "
+                         "to increase from")
+    if value and non_target != "PD":
+        raise InputError(f"{field_name} is true but {where}.non_target is '{non_target}'",
+                         "a further increase is a progression: set non_target to PD, or the increase to false")
+    return value
 
 
 def _lesions(raw: Any, known: set[str]) -> tuple[LesionSpec, ...]:

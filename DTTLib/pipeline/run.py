@@ -267,7 +267,8 @@ def _twin(case: CaseSpec, images: dict[str, Any], segmentations: dict[tuple[str,
     for timepoint in case.timepoints:
         masks = {lesion: s.mask for (lesion, label), s in segmentations.items() if label == timepoint.timepoint_id}
         timepoints.append(TimepointMasks(timepoint.day, images[timepoint.timepoint_id], masks, timepoint.non_target,
-                                         organs, nodal, source=f"{timepoint.timepoint_id} ({timepoint.path.name})"))
+                                         organs, nodal, source=f"{timepoint.timepoint_id} ({timepoint.path.name})",
+                                         non_target_further_increase=timepoint.non_target_further_increase))
     therapy = [TherapyEntry(t.start_day, None if not np.isfinite(t.end_day) else t.end_day, t.dose_level,
                             t.agent or "therapy") for t in case.therapy]
     inputs, graph = inputs_from_masks(case.patient, timepoints, therapy, registrations=registrations,

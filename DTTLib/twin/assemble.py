@@ -113,6 +113,8 @@ def recist_case(inputs: TwinInputs, ids: Identities) -> tuple[dict[str, Any], di
             tp["new_lesions"] = flag
             if flag:
                 tp["new_lesion_measurements"] = new
+            if info.non_target_further_increase is not None:
+                tp["non_target_further_increase"] = bool(info.non_target_further_increase)
         tps.append(tp)
     case = {"immunotherapy": inputs.immunotherapy, "confirmation_required": inputs.confirmation_required,
             "min_sd_days": inputs.min_sd_days, "timepoints": tps}
@@ -212,8 +214,9 @@ def build_twin(inputs: TwinInputs, models: Sequence[str] = DEFAULT_MODELS, horiz
     elif recist["targets"]:
         messages.append("what-if scenarios need a growth fit of the SOD (>= 3 timepoints)")
     state = TwinState(inputs.patient, recist["criteria"],
-                      [{"index": i, "day": tp.day, "scan": tp.scan, "non_target": tp.non_target} for i, tp in
-                       enumerate(inputs.timepoints)],
+                      [{"index": i, "day": tp.day, "scan": tp.scan, "non_target": tp.non_target,
+                        "non_target_further_increase": tp.non_target_further_increase}
+                       for i, tp in enumerate(inputs.timepoints)],
                       [{"start_day": t.start_day, "end_day": t.end_day, "level": t.level, "name": t.name}
                        for t in inputs.therapy],
                       table, case, recist, growth, curves, messages, inputs.identity,

@@ -19,7 +19,9 @@ Step = tuple
 @dataclass
 class TwinBuildRequest:
     patient: str
-    timepoints: list[Any]  # DTTLib.twin.from_masks.TimepointMasks, baseline first
+    #: DTTLib.twin.from_masks.TimepointMasks, baseline first: scan, masks, organs and the reader's
+    #: non-target status with its iRECIST further increase (True / False / None = not assessed)
+    timepoints: list[Any]
     therapy: list[Any]  # TherapyEntry
     new_lesions: list[bool | None]  # per timepoint: the reader's call, or None = as tracking finds
     register_scans: bool = True

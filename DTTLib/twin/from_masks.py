@@ -27,6 +27,7 @@ class TimepointMasks:
     organs: dict[str, str] = field(default_factory=dict)
     nodal: set[str] = field(default_factory=set)
     source: str = ""
+    non_target_further_increase: bool | None = None  # the reader's iRECIST call (TimepointInfo)
 
 
 def measure_timepoint(tp: TimepointMasks, index: int) -> tuple[TimepointLesions, list[LesionMeasurement]]:
@@ -56,5 +57,6 @@ def inputs_from_masks(patient: str, timepoints: list[TimepointMasks], therapy: l
     graph = track_timepoints([m[0] for m in measured], patient, register_scans=register_scans,
                              registrations=registrations)
     measurements = [x for m in measured for x in m[1]]
-    infos = [TimepointInfo(float(tp.day), tp.non_target, tp.source or tp.scan.name) for tp in timepoints]
+    infos = [TimepointInfo(float(tp.day), tp.non_target, tp.source or tp.scan.name,
+                           non_target_further_increase=tp.non_target_further_increase) for tp in timepoints]
     return TwinInputs(patient, infos, measurements, list(therapy or []), graph.to_dict(), **settings), graph

@@ -38,6 +38,9 @@ class TimepointInfo:
     non_target: str = "none"  # none | CR | nonCR_nonPD | PD | NE
     scan: str = ""
     new_lesions: bool | None = None  # None = from tracking (a lesion with no earlier identity)
+    #: iRECIST, the reader's call on a PD non-target after a non-target iUPD: True = increased further
+    #: since the last visit (confirms iCPD), False = no further increase, None = not assessed (stays iUPD)
+    non_target_further_increase: bool | None = None
 
 
 @dataclass
