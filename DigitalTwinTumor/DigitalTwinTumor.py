@@ -62,6 +62,9 @@ class DigitalTwinTumor(ScriptedLoadableModule):
 NON_TARGET_CHOICES = ("none", "CR", "nonCR_nonPD", "PD", "NE")
 #: New lesions at a follow-up: as lesion tracking finds them, or the reader's yes / no.
 NEW_LESION_CHOICES = ("tracking", "yes", "no")
+#: iRECIST: did a PD non-target grow further since the last visit? Not assessed keeps a non-target
+#: iUPD unconfirmed and says so (DTTLib.response.irecist); yes confirms iCPD, no keeps iUPD.
+FURTHER_INCREASE_CHOICES = ("not_assessed", "yes", "no")
 #: Day of a timepoint added after the last one, and of the default follow-up.
 FOLLOW_UP_INTERVAL_DAYS = 56.0
 MAX_DAY = 3650.0
@@ -73,12 +76,16 @@ MAX_DAY = 3650.0
 @parameterNodeWrapper
 class DigitalTwinTumorParameterNode:
     """
-    timepointVolumes, timepointSegmentations, timepointDays, timepointNonTargets, timepointNewLesions -
+    timepointVolumes, timepointSegmentations, timepointDays, timepointNonTargets,
+    timepointNonTargetFurtherIncreases, timepointNewLesions -
         one entry per timepoint, baseline first: its scan, its lesion segmentation (one segment per
         lesion), days from baseline (the baseline is day 0), its RECIST non-target assessment
-        (NON_TARGET_CHOICES) and whether it has new lesions (NEW_LESION_CHOICES). The timepoints
-        table edits them; the volumes and segmentations are node references, so they follow the
-        nodes when a scene is saved and loaded again.
+        (NON_TARGET_CHOICES), for iRECIST whether that non-target disease grew further since the
+        last visit (FURTHER_INCREASE_CHOICES) and whether it has new lesions (NEW_LESION_CHOICES).
+        The timepoints table edits them; the volumes and segmentations are node references, so they
+        follow the nodes when a scene is saved and loaded again. A scene saved before the further
+        increase existed has no such list: the wrapper reads it as empty and every timepoint is
+        "not_assessed" (timepointsFromLists pads it).
     lesionAnatomy - JSON {lesion id: {"organ": text, "nodal": bool}}: the organ and nodal status the
         user set in the lesion organ table. A lesion not listed takes them from its segment (the
         DTT.Organ / DTT.Nodal segment tags, else the anatomic region of its terminology).
@@ -99,6 +106,7 @@ class DigitalTwinTumorParameterNode:
     timepointSegmentations: list[vtkMRMLSegmentationNode]
     timepointDays: list[float]
     timepointNonTargets: list[str]
+    timepointNonTargetFurtherIncreases: list[str]
     timepointNewLesions: list[str]
     lesionAnatomy: str = "{}"
     patientName: str = "Patient"
@@ -126,7 +134,7 @@ class DigitalTwinTumorParameterNode:
 
 class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # columns of the timepoints and lesion organ tables (their headers are in the .ui)
-    TIMEPOINT_COLUMNS = ("volume", "segmentation", "day", "nonTarget", "newLesions")
+    TIMEPOINT_COLUMNS = ("volume", "segmentation", "day", "nonTarget", "furtherIncrease", "newLesions")
     LESION_COLUMN, ORGAN_COLUMN, NODAL_COLUMN = range(3)
 
     def __init__(self, parent=None) -> None:
@@ -274,28 +282,21 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- timepoints table: a row per timepoint, each cell a widget; the parameter node holds the values
 
     def _timepoints(self, node=None) -> list:
-        """The parameter node's timepoints as dicts (lists shorter than the days are padded)."""
+        """The parameter node's timepoints as dicts (see DigitalTwinTumorLogic.timepointsFromLists)."""
         node = node or self._parameterNode
-        days = [float(day) for day in node.timepointDays]
-
-        def padded(values, fill):
-            values = list(values)
-            return (values + [fill] * len(days))[:len(days)]
-
-        return [{"volume": volume, "segmentation": segmentation, "day": day, "nonTarget": nonTarget,
-                 "newLesions": newLesions}
-                for volume, segmentation, day, nonTarget, newLesions in zip(
-                    padded(node.timepointVolumes, None), padded(node.timepointSegmentations, None), days,
-                    padded(node.timepointNonTargets, "none"), padded(node.timepointNewLesions, "tracking"))]
+        return self.logic.timepointsFromLists(
+            node.timepointVolumes, node.timepointSegmentations, node.timepointDays, node.timepointNonTargets,
+            node.timepointNewLesions, node.timepointNonTargetFurtherIncreases)
 
     def _writeTimepoints(self, timepoints, node=None) -> None:
-        """All five lists in one modification, so observers never see them with different lengths."""
+        """All six lists in one modification, so observers never see them with different lengths."""
         node = node or self._parameterNode
         with slicer.util.NodeModify(node.parameterNode):
             node.timepointVolumes = [t["volume"] for t in timepoints]
             node.timepointSegmentations = [t["segmentation"] for t in timepoints]
             node.timepointDays = [float(t["day"]) for t in timepoints]
             node.timepointNonTargets = [t["nonTarget"] for t in timepoints]
+            node.timepointNonTargetFurtherIncreases = [t["furtherIncrease"] for t in timepoints]
             node.timepointNewLesions = [t["newLesions"] for t in timepoints]
 
     def _newNodeSelector(self, nodeType: str, toolTip: str):
@@ -321,6 +322,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "vtkMRMLSegmentationNode", _("Lesion segmentation of this scan (one segment per lesion)")),
             "day": qt.QDoubleSpinBox(),
             "nonTarget": qt.QComboBox(),
+            "furtherIncrease": qt.QComboBox(),
             "newLesions": qt.QComboBox(),
         }
         day = cells["day"]
@@ -334,6 +336,13 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         cells["nonTarget"].addItems(list(NON_TARGET_CHOICES))
         cells["nonTarget"].toolTip = _("RECIST non-target assessment at this timepoint")
         cells["nonTarget"].connect("currentIndexChanged(int)", self._onTimepointEdited)
+        cells["furtherIncrease"].addItems([_("not assessed"), _("yes"), _("no")])
+        cells["furtherIncrease"].toolTip = _(
+            "iRECIST: has the PD non-target disease grown further since the last visit? Yes confirms a "
+            "non-target iUPD as iCPD; no, or not assessed, keeps iUPD (the response says which)") if row else _(
+            "The baseline has nothing to increase from")
+        cells["furtherIncrease"].enabled = row > 0
+        cells["furtherIncrease"].connect("currentIndexChanged(int)", self._onTimepointEdited)
         cells["newLesions"].addItems([_("from tracking"), _("yes"), _("no")])
         cells["newLesions"].toolTip = _(
             "New lesions at this follow-up: as lesion tracking finds them, or your reading") if row else _(
@@ -363,6 +372,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if cells["day"].value != timepoint["day"]:
                     cells["day"].value = timepoint["day"]
                 for key, choices, fallback in (("nonTarget", NON_TARGET_CHOICES, "none"),
+                                               ("furtherIncrease", FURTHER_INCREASE_CHOICES, "not_assessed"),
                                                ("newLesions", NEW_LESION_CHOICES, "tracking")):
                     value = timepoint[key] if timepoint[key] in choices else fallback
                     if cells[key].currentIndex != choices.index(value):
@@ -384,6 +394,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "segmentation": cells["segmentation"].currentNode(),
                 "day": float(cells["day"].value) if row else 0.0,
                 "nonTarget": NON_TARGET_CHOICES[max(cells["nonTarget"].currentIndex, 0)],
+                "furtherIncrease": (FURTHER_INCREASE_CHOICES[max(cells["furtherIncrease"].currentIndex, 0)]
+                                    if row else "not_assessed"),
                 "newLesions": NEW_LESION_CHOICES[max(cells["newLesions"].currentIndex, 0)] if row else "tracking",
             })
         self._writeTimepoints(timepoints)
@@ -393,7 +405,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         last = max([t["day"] for t in timepoints], default=-FOLLOW_UP_INTERVAL_DAYS)
         timepoints.append({"volume": None, "segmentation": None,
                            "day": min(last + FOLLOW_UP_INTERVAL_DAYS, MAX_DAY),
-                           "nonTarget": "none", "newLesions": "tracking"})
+                           "nonTarget": "none", "furtherIncrease": "not_assessed", "newLesions": "tracking"})
         self._writeTimepoints(timepoints)
 
     def onRemoveTimepointButton(self) -> None:
@@ -415,6 +427,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for timepoint in timepoints:
                 timepoint["day"] -= shift
             timepoints[0]["newLesions"] = "tracking"
+            timepoints[0]["furtherIncrease"] = "not_assessed"
             slicer.util.showStatusMessage(
                 _("The baseline was removed: days now count from the earliest remaining scan (check the "
                   "therapy log)."), 8000)
@@ -551,6 +564,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     volumes, segmentations, days, patientName, node.therapyLog, [t["nonTarget"] for t in timepoints],
                     registerScans=node.registerScans,
                     newLesions=[{"yes": True, "no": False}.get(t["newLesions"]) for t in timepoints],
+                    nonTargetFurtherIncrease=[{"yes": True, "no": False}.get(t["furtherIncrease"])
+                                              for t in timepoints],
                     lesionAnatomy=self.logic.parseLesionAnatomy(node.lesionAnatomy),
                     immunotherapy=node.immunotherapy, confirmationRequired=node.confirmationRequired,
                     minSdDays=node.minSdDays)
@@ -796,10 +811,28 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             day = FOLLOW_UP_INTERVAL_DAYS
         nonTarget = parameter("followUpNonTarget")
         return [{"volume": reference("baselineVolume"), "segmentation": reference("baselineSegmentation"),
-                 "day": 0.0, "nonTarget": "none", "newLesions": "tracking"},
+                 "day": 0.0, "nonTarget": "none", "furtherIncrease": "not_assessed", "newLesions": "tracking"},
                 {"volume": reference("followUpVolume"), "segmentation": reference("followUpSegmentation"),
                  "day": day if day > 0 else FOLLOW_UP_INTERVAL_DAYS,
-                 "nonTarget": nonTarget if nonTarget in NON_TARGET_CHOICES else "none", "newLesions": "tracking"}]
+                 "nonTarget": nonTarget if nonTarget in NON_TARGET_CHOICES else "none",
+                 "furtherIncrease": "not_assessed", "newLesions": "tracking"}]
+
+    @staticmethod
+    def timepointsFromLists(volumes, segmentations, days, nonTargets, newLesions, furtherIncreases=()) -> list:
+        """The timepoint rows (dicts) of the parameter node's lists, one per day. A list shorter than
+        the days is padded: a scene saved before a column existed (e.g. the non-target further
+        increase) loads with that column's neutral value ("not_assessed" claims nothing)."""
+        days = [float(day) for day in days]
+
+        def padded(values, fill):
+            values = list(values)
+            return (values + [fill] * len(days))[:len(days)]
+
+        return [{"volume": volume, "segmentation": segmentation, "day": day, "nonTarget": nonTarget,
+                 "furtherIncrease": furtherIncrease, "newLesions": newLesion}
+                for volume, segmentation, day, nonTarget, furtherIncrease, newLesion in zip(
+                    padded(volumes, None), padded(segmentations, None), days, padded(nonTargets, "none"),
+                    padded(furtherIncreases, "not_assessed"), padded(newLesions, "tracking"))]
 
     @staticmethod
     def timepointsProblem(timepoints, segmentations: bool = False, minimum: int = 2) -> str:
@@ -867,12 +900,14 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
     def buildTwinFromNodes(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
                            nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,
                            immunotherapy: bool = False, confirmationRequired: bool = False,
-                           minSdDays: float = 42.0) -> str:
+                           minSdDays: float = 42.0, nonTargetFurtherIncrease=None) -> str:
         """Measure every lesion segment, track lesions, evaluate RECIST, fit growth, publish the nodes.
 
         Any number of timepoints, ordered by day (the first is the baseline). Per timepoint:
         ``nonTarget`` its non-target assessment, ``newLesions`` True / False as the reader says or
-        None as tracking finds. ``lesionAnatomy`` ({lesion id: {"organ", "nodal"}}) overrides the
+        None as tracking finds, ``nonTargetFurtherIncrease`` True / False as the reader says or None
+        when not assessed (iRECIST: only True confirms a non-target iUPD as iCPD; see
+        DTTLib.response.irecist). ``lesionAnatomy`` ({lesion id: {"organ", "nodal"}}) overrides the
         organ and nodal status the segments carry (see lesionAnatomy). ``immunotherapy`` selects
         iRECIST; ``confirmationRequired`` and ``minSdDays`` are the RECIST 1.1 confirmation and
         stable-disease duration rules.
@@ -881,13 +916,13 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         three steps with computeTwin in a worker thread."""
         request = self.readTwinInputs(volumeNodes, segmentationNodes, days, patientName, therapyLog, nonTarget,
                                       registerScans, newLesions, lesionAnatomy, immunotherapy,
-                                      confirmationRequired, minSdDays)
+                                      confirmationRequired, minSdDays, nonTargetFurtherIncrease)
         return self.publishTwin(self.computeTwin(request))
 
     def readTwinInputs(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
                        nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,
                        immunotherapy: bool = False, confirmationRequired: bool = False,
-                       minSdDays: float = 42.0):
+                       minSdDays: float = 42.0, nonTargetFurtherIncrease=None):
         """GUI thread: check the timepoints and copy what the twin is computed from out of the scene
         (each scan's voxels, each lesion segment's mask, organs, settings, the corrections of this
         patient's current twin). The request holds numpy copies and no MRML node, so computeTwin
@@ -901,9 +936,10 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         count = len(volumeNodes)
         nonTarget = list(nonTarget) if nonTarget else ["none"] * count
         newLesions = list(newLesions) if newLesions else [None] * count
-        if not len(segmentationNodes) == len(days) == len(nonTarget) == len(newLesions) == count:
+        further = list(nonTargetFurtherIncrease) if nonTargetFurtherIncrease else [None] * count
+        if not len(segmentationNodes) == len(days) == len(nonTarget) == len(newLesions) == len(further) == count:
             raise ValueError(_("Give every timepoint a scan, a lesion segmentation, a day, a non-target "
-                               "assessment and a new-lesion flag."))
+                               "assessment, its further increase and a new-lesion flag."))
         problem = self.timepointsProblem(
             [{"volume": v, "segmentation": s, "day": d} for v, s, d in zip(volumeNodes, segmentationNodes, days)],
             segmentations=True, minimum=1)
@@ -925,7 +961,9 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
                     nodal.add(name)
             timepoints.append(TimepointMasks(float(days[index]), image_from_volume_node(volume), masks,
                                              nonTarget[index], organs, nodal,
-                                             source=f"{volume.GetName()} / {segmentation.GetName()}"))
+                                             source=f"{volume.GetName()} / {segmentation.GetName()}",
+                                             non_target_further_increase=(None if further[index] is None
+                                                                          else bool(further[index]))))
         previous = []
         if self.state is not None and self.state.patient == patientName and self.state.identity:
             previous = IdentityGraph.from_dict({"overrides": self.state.identity.get("overrides", [])}).overrides
@@ -1128,6 +1166,8 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_TwinFromThreeTimepoints()
         self.setUp()
+        self.test_NonTargetFurtherIncrease()
+        self.setUp()
         self.test_CancelledBuildLeavesTheSceneUntouched()
         self.setUp()
         self.test_FailedPublishLeavesNoHalfWrittenNodes()
@@ -1307,6 +1347,44 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.assertIn("SOD growth: fitted", summary)
         self.assertIsNotNone(logic.whatif)
         self.assertIn("hypothesis", logic.updateWhatIf(shift_weeks=4).lower())
+        self.delayDisplay("Test passed")
+
+    def test_NonTargetFurtherIncrease(self):
+        """iRECIST, targets unchanged (L1 20 mm): the non-target disease is PD at day 56 (iUPD) and PD
+        again at day 112. Only the reader's "yes, it grew further" confirms iCPD; "no" keeps iUPD, and
+        so does "not assessed" (PD again is no evidence of growth since day 56), whose reason says so.
+        A scene saved before the further-increase column loads with every row "not assessed"."""
+        self.delayDisplay("Non-target further increase under iRECIST")
+        volumes, segmentations = self._syntheticScans([{"L1": ((32, 32, 10), 10.0)}] * 3)
+        logic = DigitalTwinTumorLogic()
+        overall = {}
+        for label, flag in (("yes", True), ("no", False), ("not assessed", None)):
+            logic.buildTwinFromNodes(volumes, segmentations, [0, 56, 112], "Further increase", "0-:1",
+                                     ["nonCR_nonPD", "PD", "PD"], registerScans=False, immunotherapy=True,
+                                     nonTargetFurtherIncrease=[None, None, flag])
+            self.assertEqual(logic.inputs.timepoints[2].non_target_further_increase, flag)
+            overall[label] = [(tp["overall"], tp["overall_reason"]) for tp in logic.state.recist["timepoints"][1:]]
+        self.assertEqual([o for o, _reason in overall["yes"]], ["iUPD", "iCPD"])
+        self.assertEqual([o for o, _reason in overall["no"]], ["iUPD", "iUPD"])
+        self.assertEqual([o for o, _reason in overall["not assessed"]], ["iUPD", "iUPD"])
+        self.assertIn("further increase not assessed", overall["not assessed"][1][1])
+        self.assertNotIn("not assessed", overall["no"][1][1])
+        # the widget's worker path: the same request, computed apart, gives the same call
+        request = logic.readTwinInputs(volumes, segmentations, [0, 56, 112], "Further increase", "0-:1",
+                                       ["nonCR_nonPD", "PD", "PD"], registerScans=False, immunotherapy=True,
+                                       nonTargetFurtherIncrease=[None, None, True])
+        self.assertEqual([t.non_target_further_increase for t in request.timepoints], [None, None, True])
+        computed = DigitalTwinTumorLogic.computeTwin(request)
+        self.assertEqual(computed.state.recist["timepoints"][2]["overall"], "iCPD")
+        # a parameter node saved before the column: no further-increase list at all
+        rows = DigitalTwinTumorLogic.timepointsFromLists(volumes, segmentations, [0, 56, 112],
+                                                         ["nonCR_nonPD", "PD", "PD"], ["tracking", "yes", "no"], [])
+        self.assertEqual([row["furtherIncrease"] for row in rows], ["not_assessed"] * 3)
+        self.assertEqual([row["newLesions"] for row in rows], ["tracking", "yes", "no"])
+        self.assertEqual([row["nonTarget"] for row in rows], ["nonCR_nonPD", "PD", "PD"])
+        with self.assertRaises(ValueError):  # one call per timepoint
+            logic.readTwinInputs(volumes, segmentations, [0, 56, 112], "Further increase", "0-:1",
+                                 registerScans=False, nonTargetFurtherIncrease=[None, True])
         self.delayDisplay("Test passed")
 
     @staticmethod

@@ -12,6 +12,7 @@ DigitalTwinTumorTest.test_NonTargetFurtherIncrease, run by test_module_selftests
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,16 @@ def test_a_further_increase_needs_non_target_pd(tmp_path):
     folder = _case(tmp_path, {"non_target": "nonCR_nonPD", "non_target_further_increase": False})
     assert load_case(folder).timepoints[2].non_target_further_increase is False
 
+
+def test_the_timepoints_table_has_a_header_for_every_column():
+    from slicer_module_harness import load_module_file
+
+    module = load_module_file(ROOT / "DigitalTwinTumor" / "DigitalTwinTumor.py")
+    tree = ElementTree.parse(ROOT / "DigitalTwinTumor" / "Resources" / "UI" / "DigitalTwinTumor.ui")
+    table = next(w for w in tree.iter("widget") if w.get("name") == "timepointsTableWidget")
+    headers = [column.find("property/string").text for column in table.findall("column")]
+    columns = module.DigitalTwinTumorWidget.TIMEPOINT_COLUMNS
+    assert len(headers) == len(columns)
+    assert headers[columns.index("furtherIncrease")] == "Further increase"
+    assert headers[columns.index("nonTarget")] == "Non-target"
+    assert module.FURTHER_INCREASE_CHOICES[0] == "not_assessed"  # the padding value of old scenes
