@@ -62,3 +62,64 @@ class EmbeddingCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+class CachedEncoding:
+    """What a box-prompt backend needs to keep embeddings between calls and to be called from two
+    threads: a cache, one inference lock, and ``encode_batch`` that encodes only what is missing.
+    A backend calls :meth:`_start_cache` in ``__init__``, implements ``_encode_missing`` (prepared
+    slices → embeddings) and takes ``self._inference`` around its decoder."""
+
+    _cache: EmbeddingCache
+    _inference: threading.Lock
+
+    def _start_cache(self, capacity: int) -> None:
+        self._cache = EmbeddingCache(capacity)
+        self._inference = threading.Lock()
+
+    @property
+    def cache_hits(self) -> int:
+        """Slices served from the embedding cache since this segmenter was made."""
+        return self._cache.hits
+
+    @property
+    def cache_capacity(self) -> int:
+        return self._cache.capacity
+
+    def is_encoded(self, slice_rgb: np.ndarray) -> bool:
+        """Whether this prepared slice's embedding is cached (the next ``encode`` is free)."""
+        return slice_key(self._checked_slice(slice_rgb)) in self._cache
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def _checked_slice(self, slice_rgb: np.ndarray) -> np.ndarray:
+        """The slice as the encoder takes it, or a clear error (backends override)."""
+        return np.asarray(slice_rgb)
+
+    def _encode_missing(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
+        raise NotImplementedError
+
+    def encode(self, slice_rgb: np.ndarray) -> SliceEmbedding:
+        return self.encode_batch([slice_rgb])[0]
+
+    def encode_batch(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
+        """Embeddings of the slices: cached ones as they are, the others encoded in one call."""
+        checked = [self._checked_slice(slice_rgb) for slice_rgb in slices_rgb]
+        keys = [slice_key(slice_rgb) for slice_rgb in checked]
+        results: list[SliceEmbedding | None] = [self._cache.get(key) for key in keys]
+        if all(result is not None for result in results):
+            return results  # type: ignore[return-value]
+        with self._inference:
+            todo = []
+            for index, result in enumerate(results):
+                if result is None:  # another thread may have encoded it while this one waited
+                    results[index] = self._cache.get(keys[index])
+                    if results[index] is None:
+                        todo.append(index)
+            if todo:
+                for index, embedding in zip(todo, self._encode_missing([checked[index] for index in todo])):
+                    results[index] = embedding
+                    self._cache.put(keys[index], embedding)
+        return results  # type: ignore[return-value]
+

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 
 from DTTLib.errors import InputError, MissingDependencyError
 from DTTLib.segmentation.backend import SliceEmbedding, SlicePrediction
-from DTTLib.segmentation.embedding_cache import EmbeddingCache, slice_key
+from DTTLib.segmentation.embedding_cache import CachedEncoding
 from DTTLib.segmentation.prepare import LITEMEDSAM_SIZE, litemedsam_input, scale_box
 
 NAME = "litemedsam"
@@ -114,7 +113,7 @@ def choose_device(requested: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class LiteMedSAMSegmenter:
+class LiteMedSAMSegmenter(CachedEncoding):
     """LiteMedSAM box-prompt backend. ``cache_slices`` embeddings are kept (≈ 4 MB each)."""
 
     name = NAME
@@ -172,23 +171,7 @@ class LiteMedSAMSegmenter:
                 self.encoder_note = "; ".join(filter(None, [self.encoder_note, f"PyTorch decoder ({error})"]))
         if self._onnx is None or self._decoder is None:
             _ = self.net  # a PyTorch encoder or decoder will run: load the weights now, errors included
-        self._cache = EmbeddingCache(cache_slices)
-        # one inference at a time: the module's background slice preparation (prefetch.py) and a
-        # segmentation run may call in from two threads, and a compiled network is not reentrant
-        self._inference = threading.Lock()
-
-    @property
-    def cache_hits(self) -> int:
-        """Slices served from the embedding cache since this segmenter was made."""
-        return self._cache.hits
-
-    @property
-    def cache_capacity(self) -> int:
-        return self._cache.capacity
-
-    def is_encoded(self, slice_rgb: np.ndarray) -> bool:
-        """Whether this prepared slice's embedding is cached (the next ``encode`` is free)."""
-        return slice_key(_check_slice(slice_rgb)) in self._cache
+        self._start_cache(cache_slices)
 
     @property
     def net(self) -> Any:
@@ -197,32 +180,16 @@ class LiteMedSAMSegmenter:
             self._net = _build_net(self._torch, self.checkpoint, self.device, self.channels_last)
         return self._net
 
-    # -- protocol -------------------------------------------------------------------
-    def encode(self, slice_rgb: np.ndarray) -> SliceEmbedding:
-        return self.encode_batch([slice_rgb])[0]
+    # -- protocol (encode / encode_batch / the cache come from CachedEncoding) -------------
+    def _checked_slice(self, slice_rgb: np.ndarray) -> np.ndarray:
+        return _check_slice(slice_rgb)
 
-    def encode_batch(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
-        checked = [_check_slice(slice_rgb) for slice_rgb in slices_rgb]
-        keys = [slice_key(slice_rgb) for slice_rgb in checked]
-        results: list[SliceEmbedding | None] = [self._cache.get(key) for key in keys]
-        if all(result is not None for result in results):
-            return results  # type: ignore[return-value]
-        with self._inference:
-            todo = []
-            for index, result in enumerate(results):
-                if result is None:  # another thread may have encoded it while this one waited
-                    results[index] = self._cache.get(keys[index])
-                    if results[index] is None:
-                        todo.append(index)
-            if todo:
-                prepared = [litemedsam_input(checked[index]) for index in todo]
-                features = self._encode_array(np.stack([tensor for tensor, _ in prepared]))
-                for index, (_, new_shape), feature in zip(todo, prepared, features):
-                    embedding = SliceEmbedding(features=(feature[None].contiguous(), new_shape),
-                                               original_shape=tuple(checked[index].shape[:2]), backend=self.name)
-                    results[index] = embedding
-                    self._cache.put(keys[index], embedding)
-        return results  # type: ignore[return-value]
+    def _encode_missing(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
+        prepared = [litemedsam_input(slice_rgb) for slice_rgb in slices_rgb]
+        features = self._encode_array(np.stack([tensor for tensor, _ in prepared]))
+        return [SliceEmbedding(features=(feature[None].contiguous(), new_shape),
+                               original_shape=tuple(slice_rgb.shape[:2]), backend=self.name)
+                for slice_rgb, (_, new_shape), feature in zip(slices_rgb, prepared, features)]
 
     def _encode_array(self, batch_np: np.ndarray) -> Any:
         """Prepared (N, 3, 256, 256) float32 → (N, 256, 64, 64) torch features on the device."""
@@ -260,8 +227,6 @@ class LiteMedSAMSegmenter:
             mask = (torch.sigmoid(logits) > 0.5).squeeze().cpu().numpy()
         return SlicePrediction(mask=mask.reshape(rows, columns).astype(bool), score=float(iou.squeeze()))
 
-    def clear_cache(self) -> None:
-        self._cache.clear()
 
 
 def _check_slice(slice_rgb: np.ndarray) -> np.ndarray:

@@ -25,7 +25,6 @@ weights we load — ships the longest-side + pad processor used here.
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import numpy as np
 
 from DTTLib.errors import InputError, MissingDependencyError
 from DTTLib.segmentation.backend import SliceEmbedding, SlicePrediction
-from DTTLib.segmentation.embedding_cache import EmbeddingCache, slice_key
+from DTTLib.segmentation.embedding_cache import CachedEncoding
 
 HUB_ID = "flaviagiammarino/medsam-vit-base"
 BACKEND = "medsam-vitb"
@@ -76,7 +75,7 @@ def resolve_dtype(dtype: Any, device: str) -> Any:
     return getattr(torch, name)
 
 
-class MedSAMViTB:
+class MedSAMViTB(CachedEncoding):
     """Box-prompt MedSAM ViT-B; ``encode`` once per slice, ``decode`` any number of boxes."""
 
     name = BACKEND
@@ -99,55 +98,21 @@ class MedSAMViTB:
         self.batch_size = max(1, int(batch_size))
         self.model = SamModel.from_pretrained(str(folder), dtype=self.dtype).to(device).eval()
         self.input_size = _side(self.model.config.vision_config.image_size)
-        # embeddings kept between calls (moving a box re-runs only the decoder) and one inference
-        # at a time (the module may prepare slices in a background thread, see prefetch.py)
-        self._cache = EmbeddingCache(cache_slices)
-        self._inference = threading.Lock()
-
-    @property
-    def cache_hits(self) -> int:
-        return self._cache.hits
-
-    @property
-    def cache_capacity(self) -> int:
-        return self._cache.capacity
-
-    def is_encoded(self, slice_rgb: np.ndarray) -> bool:
-        """Whether this prepared slice's embedding is cached (the next ``encode`` is free)."""
-        return slice_key(slice_rgb) in self._cache
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
+        self._start_cache(cache_slices)  # moving a box re-runs only the decoder; see CachedEncoding
 
     # -- the protocol -------------------------------------------------------------------
-    def encode(self, slice_rgb: np.ndarray) -> SliceEmbedding:
-        return self.encode_batch([slice_rgb])[0]
-
-    def encode_batch(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
-        """Embeddings of the slices, from the cache where it has them; the rest in batches of
-        ``batch_size``."""
+    def _encode_missing(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
+        """Embeddings in batches of ``batch_size`` (the cache and the lock are CachedEncoding's)."""
         import torch  # noqa: PLC0415
 
-        keys = [slice_key(s) for s in slices_rgb]
-        out: list[SliceEmbedding | None] = [self._cache.get(key) for key in keys]
-        if all(embedding is not None for embedding in out):
-            return out  # type: ignore[return-value]
-        with self._inference:
-            todo = []
-            for index, embedding in enumerate(out):
-                if embedding is None:  # another thread may have encoded it while this one waited
-                    out[index] = self._cache.get(keys[index])
-                    if out[index] is None:
-                        todo.append(index)
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start:start + self.batch_size]
-                pixels = torch.cat([self.preprocess(slices_rgb[index]) for index in chunk]).to(self.dtype)
-                with torch.inference_mode():
-                    features = self.model.get_image_embeddings(pixel_values=pixels)
-                for n, index in enumerate(chunk):
-                    out[index] = SliceEmbedding(features[n:n + 1], tuple(slices_rgb[index].shape[:2]), BACKEND)
-                    self._cache.put(keys[index], out[index])
-        return out  # type: ignore[return-value]
+        out: list[SliceEmbedding] = []
+        for start in range(0, len(slices_rgb), self.batch_size):
+            chunk = slices_rgb[start:start + self.batch_size]
+            pixels = torch.cat([self.preprocess(s) for s in chunk]).to(self.dtype)
+            with torch.inference_mode():
+                features = self.model.get_image_embeddings(pixel_values=pixels)
+            out.extend(SliceEmbedding(features[n:n + 1], tuple(s.shape[:2]), BACKEND) for n, s in enumerate(chunk))
+        return out
 
     def decode(self, embedding: SliceEmbedding,
                box_xyxy: tuple[float, float, float, float]) -> SlicePrediction:
