@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from DTTLib.errors import InputError
+from DTTLib.response.display import further_increase_text, warning_lines
 from DTTLib.response.engine import CaseResult, TimepointResult, evaluate_case
 from DTTLib.response.parse import case_from_json
 from DTTLib.response.rules import IRECIST_REFERENCE, RECIST_REFERENCE, RECIST_UPDATE_REFERENCE
@@ -50,8 +51,8 @@ def _timepoint_dict(t: TimepointResult) -> dict[str, Any]:
         "change_from_baseline_pct": _r(t.change_from_baseline_pct),
         "change_from_nadir_pct": _r(t.change_from_nadir_pct),
         "target_response": t.target_response, "target_reason": t.target_reason,
-        "non_target": t.non_target, "new_lesions": t.new_lesions,
-        "recist_overall": t.recist_overall, "overall": t.overall,
+        "non_target": t.non_target, "non_target_further_increase": t.non_target_further_increase,
+        "new_lesions": t.new_lesions, "recist_overall": t.recist_overall, "overall": t.overall,
         "overall_reason": t.overall_reason,
         "new_lesion_target_sum_mm": _r(t.new_lesion_target_sum_mm),
         "volumetric": vol,
@@ -95,30 +96,34 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 
 
 def format_table(out: dict[str, Any]) -> str:
-    """Human-readable summary: one row per timepoint, then BOR, targets and warnings."""
+    """Human-readable summary: one row per timepoint, then BOR with the engine's warnings right
+    under it (they bear on the response), then the targets. Under iRECIST a "Further incr."
+    column shows the reader's non-target further-increase call (yes / no / not assessed)."""
     lines = [f"{out['criteria']} response assessment", ""]
-    header = ("Day", "SOD mm", "vs base %", "vs nadir %", "Target", "Non-target", "New",
-              "Overall")
+    irecist = bool(out["settings"]["immunotherapy"])
+    header = ("Day", "SOD mm", "vs base %", "vs nadir %", "Target", "Non-target",
+              *(("Further incr.",) if irecist else ()), "New", "Overall")
     rows = [header]
     for t in out["timepoints"]:
+        further = (further_increase_text(t) or "-",) if irecist else ()
         rows.append((
             _fmt(t["day"], "g"), _fmt(t["sod_mm"]), _fmt(t["change_from_baseline_pct"], "+.1f"),
             _fmt(t["change_from_nadir_pct"], "+.1f"), t["target_response"] or "-",
-            t["non_target"], "yes" if t["new_lesions"] else "no",
+            t["non_target"], *further, "yes" if t["new_lesions"] else "no",
             "baseline" if t["is_baseline"] else t["overall"]))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
     best = out["best_overall_response_detail"]
-    lines += ["", f"Best overall response: {out['best_overall_response']} ({best['reason']})",
-              "", "Target lesions:"]
+    lines += ["", f"Best overall response: {out['best_overall_response']} ({best['reason']})"]
+    if out["warnings"]:
+        lines += ["", *warning_lines(out["warnings"], out["criteria"])]
+    lines += ["", "Target lesions:"]
     for d in out["targets"]:
         lines.append(f"  {d['id']} ({d['organ']}, {d['measure']} {_fmt(d['baseline_mm'], 'g')} mm): "
                      f"{d['reason']}")
     if not out["targets"]:
         lines.append("  none (non-target disease only)")
-    if out["warnings"]:
-        lines += ["", "Warnings:"] + [f"  - {w}" for w in out["warnings"]]
     return "\n".join(lines)
 
 

@@ -34,6 +34,8 @@ class TimepointResult:
     target_response: str | None
     target_reason: str
     non_target: str
+    #: the reader's iRECIST call on a PD non-target (True / False / None = not assessed), as given
+    non_target_further_increase: bool | None
     new_lesions: bool
     recist_overall: str | None
     overall: str | None
@@ -74,7 +76,7 @@ def evaluate_case(case: Case, rules: RecistRules = RULES, irules: IRecistRules =
     has_targets = bool(target_ids)
     has_non_target = bool(selection.non_target_ids) or base.non_target != "none"
     if base.non_target in ("CR", "PD"):
-        warnings.append(f"baseline non_target {base.non_target!r} has no meaning at baseline; "
+        warnings.append(f"baseline non-target status {base.non_target!r} has no meaning at baseline; "
                         "read as 'non-target disease present'")
     if not has_targets and not has_non_target:
         raise InputError("the baseline has no target lesions and no non-target disease "
@@ -93,8 +95,8 @@ def evaluate_case(case: Case, rules: RecistRules = RULES, irules: IRecistRules =
         change_from_nadir_pct=None, target_response=None, target_reason="baseline",
         non_target=("present" if base.non_target == "none" and selection.non_target_ids
                     else base.non_target),
-        new_lesions=False, recist_overall=None, overall=None, overall_reason="baseline",
-        new_lesion_target_sum_mm=None,
+        non_target_further_increase=None, new_lesions=False, recist_overall=None, overall=None,
+        overall_reason="baseline", new_lesion_target_sum_mm=None,
         volumetric=(VolumetricReadout(base_volume, None, None, None)
                     if base_volume is not None else None))]
 
@@ -107,11 +109,11 @@ def evaluate_case(case: Case, rules: RecistRules = RULES, irules: IRecistRules =
     for tp in case.follow_ups:
         non_target = tp.non_target
         if non_target == "none" and has_non_target:
-            warnings.append(f"day {tp.day:g}: non_target is 'none' but non-target disease was "
+            warnings.append(f"day {tp.day:g}: non-target status 'none' although non-target disease was "
                             "present at baseline; treated as NE (not evaluated)")
             non_target = "NE"
         elif non_target in ("CR", "nonCR_nonPD") and not has_non_target:
-            warnings.append(f"day {tp.day:g}: non_target {non_target!r} but no non-target "
+            warnings.append(f"day {tp.day:g}: non-target status {non_target!r} but no non-target "
                             "disease at baseline; used as given")
         sod = target_reason = target_response = None
         if has_targets:
@@ -142,7 +144,8 @@ def evaluate_case(case: Case, rules: RecistRules = RULES, irules: IRecistRules =
             change_from_baseline_pct=_pct(sod_mm, baseline_sod),
             change_from_nadir_pct=_pct(sod_mm, nadir),
             target_response=target_response, target_reason=target_reason or "",
-            non_target=non_target, new_lesions=tp.new_lesions, recist_overall=recist,
+            non_target=non_target, non_target_further_increase=tp.non_target_further_increase,
+            new_lesions=tp.new_lesions, recist_overall=recist,
             overall=overall, overall_reason=reason,
             new_lesion_target_sum_mm=(new_status.target_sum.sod_mm
                                       if new_status.target_sum else None),
