@@ -9,6 +9,7 @@ import numpy as np
 
 from DTTLib.report.charts import Band, GrowthChart, growth_chart, sod_timeline, waterfall
 from DTTLib.report.html import Figure, Report, Section, Table, write_report
+from DTTLib.response.display import further_increase_text, recist_warnings, warning_count
 from DTTLib.twin.charts import lesion_changes
 from DTTLib.twin.records import Curve, TwinState
 
@@ -36,16 +37,26 @@ def build_report(state: TwinState, timepoint_labels: list[str], pictures: dict[t
 
 
 def _response_section(state: TwinState, labels: list[str], png_dir: Path) -> Section:
+    """Best response, then the engine's warnings as highlighted notes right under it (they bear on
+    the response), then the table with each timepoint's non-target call and the engine's reason."""
     section = Section(f"Response ({state.criteria})")
     recist = state.recist
     if not recist:
         section.paragraphs.append("No RECIST assessment: see the messages below.")
         return section
-    section.paragraphs.append(f"Best overall response: {recist['best_overall_response']}.")
+    warnings = recist_warnings(recist)
+    section.paragraphs.append(f"Best overall response: {recist['best_overall_response']}."
+                              + (f" {warning_count(len(warnings), state.criteria)}, highlighted below: read them "
+                                 "before relying on this response." if warnings else ""))
+    section.notes += warnings
+    irecist = state.criteria == "iRECIST"
     rows = [[labels[i], tp["day"], tp["sod_mm"], tp["change_from_baseline_pct"], tp["change_from_nadir_pct"],
-             tp["target_response"] or "—", tp["overall"] or "baseline"] for i, tp in enumerate(recist["timepoints"])]
+             tp["target_response"] or "—", tp["non_target"], *([further_increase_text(tp)] if irecist else []),
+             "yes" if tp["new_lesions"] else "no", tp["overall"] or "baseline", tp.get("overall_reason") or ""]
+            for i, tp in enumerate(recist["timepoints"])]
     section.tables.append(Table("Sum of target diameters per timepoint",
-                                ["timepoint", "day", "SOD mm", "vs baseline %", "vs nadir %", "targets", "overall"], rows))
+                                ["timepoint", "day", "SOD mm", "vs baseline %", "vs nadir %", "targets", "non-target",
+                                 *(["further increase"] if irecist else []), "new lesions", "overall", "why"], rows))
     targets = [[t["id"], t["organ"], t["measure"], t["baseline_mm"], t["reason"]] for t in recist["targets"]]
     section.tables.append(Table("Target lesions", ["lesion", "organ", "measure", "baseline mm", "why"], targets))
     days = [tp["day"] for tp in recist["timepoints"]]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from DTTLib.response.display import recist_warnings, warning_lines
+
 
 def summary_lines(result: Any, seconds: float) -> list[str]:
     twin = result.twin
@@ -16,6 +18,7 @@ def summary_lines(result: Any, seconds: float) -> list[str]:
             sod = "—" if tp["sod_mm"] is None else f"{tp['sod_mm']:.1f} mm"
             change = "" if tp["change_from_baseline_pct"] is None else f" ({tp['change_from_baseline_pct']:+.1f} %)"
             lines.append(f"  day {tp['day']:>5g}: SOD {sod}{change}  {tp['overall'] or 'baseline'}")
+        lines += warning_lines(recist_warnings(twin.recist), twin.criteria)
     sod = twin.series("SOD")
     if sod is not None:
         lines.append(f"Growth (SOD): {sod.status}" + (f", selected model {sod.selected}" if sod.selected else ""))
