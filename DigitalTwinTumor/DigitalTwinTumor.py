@@ -1057,12 +1057,25 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         summary = _("{patient}: {n} timepoints ({criteria}), SOD {sod} mm, overall {overall}, best {best}").format(
             patient=patient, n=len(computed.inputs.timepoints), criteria=self.state.criteria, sod=last["sod_mm"],
             overall=last["overall"] or "baseline", best=self.state.recist["best_overall_response"])
-        lines = [summary]
+        lines = self.withRecistWarnings(summary, self.state)
         sod = self.state.series("SOD")
         if sod is not None and sod.status == "ok" and sod.selected:
             lines.append(_("SOD growth: fitted, {model} weighs most (Akaike weight {weight:.0%})").format(
                 model=sod.selected, weight=sod.models[sod.selected]["akaike_weight"]))
         return "\n".join(lines + self.state.messages + self.overrideNotes(computed.overrides) + list(notes))
+
+    @staticmethod
+    def withRecistWarnings(summary: str, state) -> list:
+        """The summary line with the count of the RECIST engine's warnings, then each warning: they
+        bear on the response that line states, so they come first and the status line shows them."""
+        from DTTLib.response.display import recist_warnings, warning_count, warning_lines
+
+        warnings = recist_warnings(state.recist)
+        if not warnings:
+            return [summary]
+        counted = _("{summary} — ⚠ {count}, listed below").format(
+            summary=summary, count=warning_count(len(warnings), state.criteria))
+        return [counted] + warning_lines(warnings, state.criteria, bullet="  • ")
 
     def openRunOutput(self, folder: str) -> str:
         """Load a `dtt run` output folder into the scene; the what-if sliders work on its twin."""
@@ -1078,7 +1091,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             summary += _(", SOD {sod} mm, overall {overall}, best {best}").format(
                 sod=last["sod_mm"], overall=last["overall"] or "baseline",
                 best=self.state.recist["best_overall_response"])
-        return "\n".join([summary] + self.state.messages + opened.notes)
+        return "\n".join(self.withRecistWarnings(summary, self.state) + self.state.messages + opened.notes)
 
     def restoreTwinFromScene(self, preferredPatient: str = "") -> str:
         """The twin of a loaded scene, from its state text node; the what-if engine is refitted
@@ -1099,7 +1112,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
         summary = _("{patient}: {n} timepoints restored from the scene").format(
             patient=state.patient, n=len(state.timepoints))
         notes = [] if self.whatif is not None else [_("what-if is unavailable: the SOD has no usable growth fit")]
-        return "\n".join([summary] + state.messages + notes)
+        return "\n".join(self.withRecistWarnings(summary, state) + state.messages + notes)
 
     def twinNodes(self) -> dict:
         from DTTLib.mrml.twin_nodes import find_twin_nodes
@@ -1167,6 +1180,8 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         self.test_TwinFromThreeTimepoints()
         self.setUp()
         self.test_NonTargetFurtherIncrease()
+        self.setUp()
+        self.test_RecistWarningsReachTheSummary()
         self.setUp()
         self.test_CancelledBuildLeavesTheSceneUntouched()
         self.setUp()
@@ -1385,6 +1400,39 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
         with self.assertRaises(ValueError):  # one call per timepoint
             logic.readTwinInputs(volumes, segmentations, [0, 56, 112], "Further increase", "0-:1",
                                  registerScans=False, nonTargetFurtherIncrease=[None, True])
+        self.delayDisplay("Test passed")
+
+    def test_RecistWarningsReachTheSummary(self):
+        """iRECIST, target L1 unchanged: the non-target disease is PD at day 56 (iUPD), then the reader
+        calls it non-CR/non-PD at day 112 yet answers "yes" to further increase. A further increase
+        confirms iCPD only on a PD non-target (Seymour 2017), so it cannot count here; the engine warns,
+        and that warning must be in what the module shows (status line count, full text), also when the
+        twin is restored from the scene. A twin without warnings shows no warning line."""
+        self.delayDisplay("RECIST warnings in the module's summary")
+        volumes, segmentations = self._syntheticScans([{"L1": ((32, 32, 10), 10.0)}] * 3)
+        logic = DigitalTwinTumorLogic()
+        summary = logic.buildTwinFromNodes(volumes, segmentations, [0, 56, 112], "Warned twin", "0-:1",
+                                           ["nonCR_nonPD", "PD", "nonCR_nonPD"], registerScans=False,
+                                           immunotherapy=True, nonTargetFurtherIncrease=[None, None, True])
+        self.assertEqual([tp["overall"] for tp in logic.state.recist["timepoints"][1:]], ["iUPD", "iSD"])
+        warnings = logic.state.recist["warnings"]
+        ignored = [w for w in warnings if "day 112" in w and "not counted" in w]
+        self.assertEqual(len(ignored), 1, warnings)
+        lines = summary.split("\n")
+        count = len(warnings)
+        self.assertIn(f"{count} iRECIST warning", lines[0])  # the status line itself says there are some
+        for warning in warnings:
+            self.assertTrue(any(warning in line for line in lines[1:]), (warning, summary))
+        # a scene reloaded later shows them too (they are in the twin's state node)
+        restored = DigitalTwinTumorLogic().restoreTwinFromScene("Warned twin")
+        self.assertIn(f"{count} iRECIST warning", restored.split("\n")[0])
+        self.assertIn(ignored[0], restored)
+        # the same twin without the contradicting call: no such warning, no warning count
+        clean = logic.buildTwinFromNodes(volumes, segmentations, [0, 56, 112], "Warned twin", "0-:1",
+                                         ["nonCR_nonPD", "PD", "nonCR_nonPD"], registerScans=False,
+                                         immunotherapy=True)
+        self.assertEqual(logic.state.recist["warnings"], [])
+        self.assertNotIn("warning", clean)
         self.delayDisplay("Test passed")
 
     @staticmethod
