@@ -16,6 +16,8 @@ from DTTLib.errors import InputError
 
 #: Measurements below this confidence are named as low-confidence in every narrative.
 LOW_CONFIDENCE = 0.5
+#: How a narrative (or a caveat) names a lesion: "lesion X1" or a bare "L3"; the grounding check uses it.
+LESION_ID = re.compile(r"\b(?:lesion|Lesion|LESION)\s+([A-Za-z]*\d[\w-]*)|\b(L\d+[A-Za-z]?)\b")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class TwinFacts:
     therapy: tuple[TherapyFacts, ...] = ()
     clinical_notes: str = ""
     images: tuple[str, ...] = ()
+    #: the response engine's warnings, verbatim: each qualifies the response, so every narrative shows them
+    caveats: tuple[str, ...] = ()
 
     @property
     def lesion_ids(self) -> list[str]:
@@ -172,9 +176,12 @@ def facts_from_dict(obj: dict[str, Any]) -> TwinFacts:
     if not isinstance(notes, str):
         raise InputError("clinical_notes must be text", "See docs/TWIN_SUMMARY.md.")
     images = tuple(str(p) for p in (obj.get("images") or []))
+    caveats = obj.get("caveats") or []  # absent in summaries written before caveats existed
+    if not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats):
+        raise InputError("caveats must be a list of text", "See docs/TWIN_SUMMARY.md.")
     return TwinFacts(str(obj.get("patient_id", "")), tuple(measurements), response,
                      str(obj.get("best_response", "")), str(obj.get("criteria", "RECIST 1.1")),
-                     growth, whatif, therapy, notes, images)
+                     growth, whatif, therapy, notes, images, tuple(c.strip() for c in caveats if c.strip()))
 
 
 def load_facts(path: Path | str) -> TwinFacts:
@@ -223,4 +230,18 @@ def fact_numbers(facts: TwinFacts) -> list[float]:
     labels += [t.name for t in facts.therapy]
     for label in labels:
         values += [abs(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", label)]
+    # the engine's caveats are facts too (a narrative quotes them), signs included ("-30%")
+    for caveat in facts.caveats:
+        for x in re.findall(r"[-+−]?\d+(?:\.\d+)?", caveat):
+            value = float(x.replace("−", "-"))
+            values += [value, abs(value)]
     return values
+
+
+def caveat_lesion_ids(facts: TwinFacts) -> set[str]:
+    """Lesion ids the caveats name (e.g. a new lesion the engine set aside): a narrative that quotes
+    a caveat names them from the facts."""
+    found: set[str] = set()
+    for caveat in facts.caveats:
+        found.update(m.group(1) or m.group(2) for m in LESION_ID.finditer(caveat))
+    return found

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from DTTLib.narrative.facts import TwinFacts, fact_numbers
+from DTTLib.narrative.facts import LESION_ID, TwinFacts, caveat_lesion_ids, fact_numbers
 
 NUMBER = re.compile(r"(?<![A-Za-z0-9_.])[-+−]?\d+(?:\.\d+)?(?![\d.]*\d)")
-LESION_MENTION = re.compile(r"\b(?:lesion|Lesion|LESION)\s+([A-Za-z]*\d[\w-]*)|\b(L\d+[A-Za-z]?)\b")
+LESION_MENTION = LESION_ID
 #: Fixed phrases whose digits are names, not measurements.
 CONSTANT_PHRASES = ("RECIST 1.1", "iRECIST 1.1")
 
@@ -49,7 +49,7 @@ def _strip_names(text: str, facts: TwinFacts) -> str:
 def check_grounding(text: str, facts: TwinFacts) -> GroundingReport:
     report = GroundingReport()
     known = fact_numbers(facts)
-    ids = {i.lower() for i in facts.lesion_ids}
+    ids = {i.lower() for i in (*facts.lesion_ids, *caveat_lesion_ids(facts))}
     for match in LESION_MENTION.finditer(text):
         name = match.group(1) or match.group(2)
         if name.lower() not in ids and name not in report.unknown_lesions:

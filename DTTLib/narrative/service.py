@@ -16,7 +16,7 @@ from DTTLib.narrative.facts import TwinFacts
 from DTTLib.narrative.grounding import check_grounding
 from DTTLib.narrative.prompt import Prompt, build_prompt
 from DTTLib.narrative.safety import AI_LABEL, DISCLAIMER, TEMPLATE_LABEL, remove_advice
-from DTTLib.narrative.template import MODEL_SECTIONS, QUALITY_SECTION, quality, template_sections
+from DTTLib.narrative.template import MODEL_SECTIONS, QUALITY_SECTION, caveats, quality, template_sections
 
 BACKENDS = ("template", "medgemma-4b", "medgemma-27b")
 
@@ -88,6 +88,9 @@ def _check_model_text(raw: str, facts: TwinFacts) -> tuple[dict[str, str] | None
             return None, [*flags, f"section '{title}' was only advice: output rejected"], \
                 {"numbers_checked": 0, "ungrounded": [], "unknown_lesions": []}
         cleaned[title] = result.text
+    # the engine's caveats reach the reader whatever the model wrote: appended unless quoted in full
+    if facts.caveats and not all(c.rstrip(" .") in cleaned["Response"] for c in facts.caveats):
+        cleaned["Response"] = f"{cleaned['Response']} {caveats(facts)}"
     cleaned[QUALITY_SECTION] = quality(facts)
     report = check_grounding("\n".join(cleaned.values()), facts)
     if not report.ok:

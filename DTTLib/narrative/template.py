@@ -59,9 +59,19 @@ def therapy(facts: TwinFacts) -> str:
                     for t in facts.therapy)
 
 
+def caveats(facts: TwinFacts) -> str:
+    """The engine's caveats, verbatim and labelled as such; "" when there are none. Every
+    narrative's Response section ends with this sentence, whichever backend wrote the rest."""
+    if not facts.caveats:
+        return ""
+    label = "this caveat" if len(facts.caveats) == 1 else "these caveats"
+    return (f"The response assessment carries {label}: "  # quoted: a caveat may itself hold "; "
+            + "; ".join(f"“{c.rstrip(' .')}”" for c in facts.caveats) + ".")
+
+
 def response(facts: TwinFacts) -> str:
     if not facts.response:
-        return f"No {facts.criteria} assessment was recorded."
+        return " ".join(t for t in (f"No {facts.criteria} assessment was recorded.", caveats(facts)) if t)
     lines = []
     for r in facts.response:
         parts = [f"At {r.timepoint} (day {fmt(r.day)})"]
@@ -77,6 +87,8 @@ def response(facts: TwinFacts) -> str:
         lines.append(text + ".")
     if facts.best_response:
         lines.append(f"Best overall response ({facts.criteria}): {facts.best_response}.")
+    if facts.caveats:
+        lines.append(caveats(facts))
     return " ".join(lines)
 
 

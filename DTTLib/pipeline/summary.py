@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from DTTLib.response.display import recist_warnings
 from DTTLib.twin.records import TwinState
 
 SOD = "SOD"
@@ -46,6 +47,8 @@ def twin_summary(state: TwinState, timepoint_labels: list[str], images: list[str
         "measurements": measurements,
         "response": response,
         "best_response": (state.recist or {}).get("best_overall_response") or "",
+        # the engine's warnings qualify the response: the narrative must pass each one on
+        "caveats": recist_warnings(state.recist),
         "therapy": [{"name": t["name"], "start_day": t["start_day"], "end_day": t["end_day"]} for t in state.therapy],
         "whatif": _whatif(state),
         "clinical_notes": clinical_notes,
