@@ -13,6 +13,7 @@ from DTTLib.mrml.plots import add_chart, chart_series_nodes, remove_chart, updat
 from DTTLib.mrml.runtime import get_scene
 from DTTLib.mrml.tables import add_table_node
 from DTTLib.mrml.texts import add_text_node
+from DTTLib.response.display import further_increase_text
 from DTTLib.response.target_response import pd_threshold_mm
 from DTTLib.twin import charts
 from DTTLib.twin.records import Curve, TwinState
@@ -22,10 +23,15 @@ ROLE = "DTT.TwinRole"
 LESION_COLUMNS = ["track", "lesion", "timepoint", "day", "ld_mm", "ld_note", "sa_mm", "volume_mm3", "organ",
                   "nodal", "role", "source"]
 RECIST_COLUMNS = ["day", "sod_mm", "change_from_baseline_pct", "nadir_mm", "change_from_nadir_pct",
-                  "pd_threshold_mm", "target_response", "non_target", "new_lesions", "overall", "overall_reason"]
+                  "pd_threshold_mm", "target_response", "non_target", "non_target_further_increase", "new_lesions",
+                  "overall", "overall_reason"]
 
 
 def recist_rows(state: TwinState) -> list[dict[str, Any]]:
+    """The RECIST table's rows. ``non_target_further_increase`` is the reader's iRECIST call the engine
+    was given ("yes" / "no" / "not assessed" where a PD non-target needs it, as ``dtt recist`` words it);
+    empty under RECIST 1.1, where no such call exists."""
+    irecist = (state.recist or {}).get("criteria") == "iRECIST"
     rows = []
     for t in (state.recist or {}).get("timepoints", []):
         row = {c: t.get(c) for c in RECIST_COLUMNS}
@@ -34,6 +40,7 @@ def recist_rows(state: TwinState) -> list[dict[str, Any]]:
         row["pd_threshold_mm"] = pd_threshold_mm(t["nadir_mm"]) if t.get("nadir_mm") is not None else None
         row["target_response"] = t["target_response"] or ("baseline" if t["is_baseline"] else "")
         row["overall"] = "baseline" if t["is_baseline"] else (t["overall"] or "")
+        row["non_target_further_increase"] = (further_increase_text(t) or "") if irecist else ""
         row["new_lesions"] = "yes" if t["new_lesions"] else "no"
         row["overall_reason"] = t.get("overall_reason") or ""
         rows.append(row)
