@@ -174,3 +174,24 @@ def test_confirmation_window_warnings():
     assert not any("outside" in w for w in ok["warnings"])
     open_ = run(BASE, IUPD)
     assert any("unconfirmed" in w for w in open_["warnings"])
+
+
+@pytest.mark.parametrize("iupd, unmeasured", [
+    (tp(56, targets(30.0, 20.0), new=True), "days 56, 112"),  # measured at neither visit
+    (NL_IUPD, "day 112"),                                      # measured at the iUPD visit only
+])
+def test_unmeasured_new_lesions_are_warned_in_a_readers_words(iupd, unmeasured):
+    # iUPD at day 56 from new lesions; at day 112 they are still present but not measured, so
+    # neither growth of new-lesion targets (≥ 5 mm) nor additional new lesions can confirm iCPD
+    out = run(BASE, iupd, tp(112, targets(30.0, 20.0), new=True))
+    assert [t["overall"] for t in out["timepoints"][1:]] == ["iUPD", "iUPD"]
+    warnings = out["warnings"]
+    unchecked = [w for w in warnings if w.startswith("day 112: new lesions are present")]
+    assert len(unchecked) == 1, warnings
+    assert "iUPD visit (day 56)" in unchecked[0] and "cannot check whether they grew" in unchecked[0]
+    reported = [w for w in warnings if w.startswith("new lesions reported but not measured")]
+    assert reported == [f"new lesions reported but not measured ({unmeasured}): iRECIST cannot select or "
+                        "follow new-lesion target lesions, nor count additional new lesions "
+                        "(measure each new lesion)"]
+    # a radiologist reads these in Slicer: no case.json field names
+    assert not any("new_lesion" in w for w in warnings), warnings

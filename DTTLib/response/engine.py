@@ -165,9 +165,12 @@ def evaluate_case(case: Case, rules: RecistRules = RULES, irules: IRecistRules =
     warnings += _interval_warnings(case, follow, best, irules, rules)
     if tracker is not None:
         warnings += tracker.notes
-        if any(tp.new_lesions and not tp.new_lesion_measurements for tp in case.follow_ups):
-            warnings.append("new lesions reported without new_lesion_measurements: iRECIST "
-                            "cannot track new-lesion targets or count additional new lesions")
+        unmeasured = [f"{tp.day:g}" for tp in case.follow_ups if tp.new_lesions and not tp.new_lesion_measurements]
+        if unmeasured:
+            days = f"day{'s' if len(unmeasured) > 1 else ''} {', '.join(unmeasured)}"
+            warnings.append(f"new lesions reported but not measured ({days}): iRECIST "
+                            "cannot select or follow new-lesion target lesions, nor count additional new "
+                            "lesions (measure each new lesion)")
     return CaseResult(
         criteria="iRECIST" if case.immunotherapy else "RECIST 1.1", case=case,
         selection=selection, timepoints=tuple(results), best=best,

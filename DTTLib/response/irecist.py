@@ -240,7 +240,7 @@ class IRecistTracker:
                         found.append(f"new-lesion target sum +{grew:g} mm (≥ {mm:g} mm)")
             else:
                 self.notes.append(
-                    f"day {step.day:g}: new lesions present but not measured at this and the "
-                    "iUPD assessment; growth or additional new lesions cannot be checked "
-                    "(give new_lesion_measurements)")
+                    f"day {step.day:g}: new lesions are present, but they were not measured both at "
+                    f"this visit and at the iUPD visit (day {p.day:g}), so iRECIST cannot check whether "
+                    "they grew or whether more new lesions appeared (measure each new lesion at both visits)")
         return found
