@@ -173,6 +173,12 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.overwriteCheck.toolTip = _("Off (default): voxels already in other segments are left to them, "
                                         "as the Segment Editor's 'overwrite: none' masking does")
         form.addRow(self.overwriteCheck)
+        self.addPieceCheck = qt.QCheckBox(_("Add to the lesion's segment (a separate piece)"))
+        self.addPieceCheck.toolTip = _(
+            "For a lesion in separate pieces (e.g. a satellite focus that does not touch the main mass): each box "
+            "reaches only the piece it is drawn on. Draw a box on the other piece and segment it with this on: it "
+            "is added to '<lesion> @ <timepoint>' instead of replacing it (one undo step). Unticks itself after use.")
+        form.addRow(self.addPieceCheck)
         self.prefetchCheck = qt.QCheckBox(_("Prepare nearby slices while the box is drawn"))
         self.prefetchCheck.toolTip = _(
             "On a CPU the model spends about 0.4 s per slice reading the image. With this on, the slices "
@@ -431,6 +437,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             segmenter = self.logic.segmenter(model)
             refineEdges = edgeRefinementOverride(node.refineEdges)
             organ, lymphNode = node.organ, node.lymphNode
+            addPiece = self.addPieceCheck.checked
 
         def compute(progress, should_cancel):
             return self.logic.computeLesion(image, box, segmenter, mode, progress=progress,
@@ -441,8 +448,11 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
                 self._checkStillInScene(volume, segmentation)
                 stored = self.logic.storeLesion(computed, image, volume, segmentation, lesionId, timepointLabel,
-                                                self.overwriteCheck.checked, organ=organ, lymphNode=lymphNode)
+                                                self.overwriteCheck.checked, organ=organ, lymphNode=lymphNode,
+                                                addToExisting=addPiece)
                 self._showStoredLesion(stored, computed)
+                if addPiece:
+                    self.addPieceCheck.checked = False  # one piece per tick: the next run replaces again
 
         self._runInBackground(compute, finish, _("Failed to segment the lesion: {error}"))
 
@@ -451,6 +461,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         note = _(" (cancelled: partial)") if computed.cancelled else ""
         kept = _("; {n} voxels left to other segments").format(n=stored.withheld_voxels) \
             if stored.withheld_voxels else ""
+        if stored.added_to:
+            kept += _("; added to the {n} voxels the segment already had").format(n=stored.added_to)
         self.ui.statusLabel.text = _(
             "{name}: {volume:.0f} mm³, slices {slices}{note}{kept}; outline: {outline}").format(
             name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept,
@@ -971,13 +983,14 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
                               refine_edges=refineEdges)
 
     def storeLesion(self, computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
-                    overwriteOthers=False, organ="", lymphNode=False):
+                    overwriteOthers=False, organ="", lymphNode=False, addToExisting=False):
         """GUI thread: one undo step, other segments' voxels respected unless overwriteOthers. The
-        segment gets the lesion's organ and lymph-node tags (see writeLesionAnatomy)."""
+        segment gets the lesion's organ and lymph-node tags (see writeLesionAnatomy). addToExisting:
+        the mask is another piece of the lesion and is added to its segment instead of replacing it."""
         from DTTLib.segmentation.scene import store_lesion
 
         stored = store_lesion(computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
-                              overwriteOthers, scene=slicer.mrmlScene)
+                              overwriteOthers, scene=slicer.mrmlScene, add_to_existing=addToExisting)
         self.writeLesionAnatomy(segmentationNode, stored.segment_id, organ, lymphNode)
         return stored
 
@@ -1211,6 +1224,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.test_RerunFromCorrectedSlice(lesion)
         self.test_PrepareSlicesWhileDrawing(lesion)
         self.test_ModelWeights()
+        self.test_AddPieceToLesion()
         self.test_NnUNetProposals()
 
     def test_SphereInBox(self):
@@ -1361,6 +1375,35 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertEqual(encoded, [])
         self.assertTrue(np.array_equal(warm.mask, cold.mask))
         self.delayDisplay("Prepared slices test passed")
+
+    def test_AddPieceToLesion(self):
+        """A second piece of a lesion (a satellite focus) is added to its segment with its tags kept;
+        without the option a new result replaces the segment."""
+        import numpy as np
+
+        from DTTLib.imaging import ImageVolume
+        from DTTLib.mrml.segmentations import get_segment_mask
+        from DTTLib.mrml.volumes import add_volume_node
+        from DTTLib.segmentation.scene import ComputedLesion
+
+        image = ImageVolume(np.zeros((6, 32, 32), np.float32), (1.0, 1.0, 3.0))
+        volume = add_volume_node(image, "Two pieces")
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Pieces")
+        logic = DTTSegmentationLogic()
+        pieces = []
+        for k0, j0 in ((0, 2), (3, 20)):
+            mask = np.zeros(image.array.shape, np.uint8)
+            mask[k0:k0 + 2, j0:j0 + 6, 4:10] = 1  # 72 voxels each, apart
+            pieces.append(ComputedLesion(mask, (k0, k0 + 1), False, "litemedsam", "cpu", "model"))
+        logic.storeLesion(pieces[0], image, volume, segmentation, "L7", "t1", organ="brain")
+        added = logic.storeLesion(pieces[1], image, volume, segmentation, "L7", "t1", organ="brain",
+                                  addToExisting=True)
+        self.assertEqual((added.voxels, added.added_to), (144, 72))
+        self.assertEqual(int(get_segment_mask(segmentation, "L7 @ t1", volume).sum()), 144)
+        self.assertLesionTags(segmentation, "L7 @ t1", "brain", "false")
+        replaced = logic.storeLesion(pieces[1], image, volume, segmentation, "L7", "t1", organ="brain")
+        self.assertEqual((replaced.voxels, replaced.added_to), (72, 0))
+        self.delayDisplay("Add piece test passed")
 
     def test_ModelWeights(self):
         """MedSAM ViT-B's weights: absent → None (the widget then offers a download); a folder

@@ -30,6 +30,7 @@ class StoredModelLesion:
     voxels: int
     volume_mm3: float
     withheld_voxels: int    # voxels other segments own and were left to them
+    added_to: int = 0       # voxels the segment already held when this piece was added to it
 
 
 def lesion_settings(image: Any, mode: str = "3d", organ: str = "", refine_edges: bool | None = None) -> Any:
@@ -106,17 +107,20 @@ def owned_by_others(segmentation_node: Any, segment_name: str, reference_volume_
 
 def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segmentation_node: Any,
                  lesion_id: str, timepoint_label: str, overwrite_others: bool = False,
-                 scene: Any = None) -> StoredModelLesion:
+                 scene: Any = None, add_to_existing: bool = False) -> StoredModelLesion:
     """Write the mask as segment "<lesion> @ <timepoint>" with terminology, one undo step.
 
     By default (like the Segment Editor's "overwrite: none" masking) voxels already owned by
     other segments are left to them and counted in ``withheld_voxels``; ``overwrite_others``
     takes them (and they are removed from the other segments by the caller's editor rules).
+    ``add_to_existing``: the mask is another piece of a lesion already segmented (a satellite
+    focus one box cannot reach: propagation keeps the component containing its seed), so it is
+    added to the segment instead of replacing it.
     """
     from DTTLib.measurement import mask_volume_mm3  # noqa: PLC0415
     from DTTLib.mrml.lesions import lesion_segment_name  # noqa: PLC0415
     from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
-    from DTTLib.mrml.segmentations import set_segment_mask  # noqa: PLC0415
+    from DTTLib.mrml.segmentations import get_segment_mask, set_segment_mask  # noqa: PLC0415
 
     name = lesion_segment_name(lesion_id, timepoint_label)
     mask = computed.mask > 0
@@ -125,9 +129,15 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
         others = owned_by_others(segmentation_node, name, volume_node)
         withheld = int((mask & others).sum())
         mask = mask & ~others
+    existing = 0
+    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    if add_to_existing and segment_id:
+        before = get_segment_mask(segmentation_node, segment_id, volume_node) > 0
+        existing = int(before.sum())
+        mask = mask | before
     (scene or get_scene()).SaveStateForUndo()
     if segmentation_node.GetNodeReference("referenceImageGeometryRef") is None:
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     segment_id = set_segment_mask(segmentation_node, mask.astype(np.uint8), name, volume_node)
     return StoredModelLesion(segment_id, name, int(mask.sum()), mask_volume_mm3(mask.astype(np.uint8), image),
-                             withheld)
+                             withheld, existing)
