@@ -169,24 +169,25 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         form.addRow(self.deleteModelsButton)
         self.deviceLabel = qt.QLabel(DTTSegmentationLogic.deviceDescription())
         form.addRow(_("Device:"), self.deviceLabel)
-        self.overwriteCheck = qt.QCheckBox(_("Overwrite voxels of other segments"))
-        self.overwriteCheck.toolTip = _("Off (default): voxels already in other segments are left to them, "
-                                        "as the Segment Editor's 'overwrite: none' masking does")
-        form.addRow(self.overwriteCheck)
-        self.addPieceCheck = qt.QCheckBox(_("Add to the lesion's segment (a separate piece)"))
-        self.addPieceCheck.toolTip = _(
+        def checkBox(text, toolTip):
+            box = qt.QCheckBox(text)
+            box.toolTip = toolTip
+            form.addRow(box)
+            return box
+
+        self.overwriteCheck = checkBox(_("Overwrite voxels of other segments"), _(
+            "Off (default): voxels already in other segments are left to them, as the Segment Editor's "
+            "'overwrite: none' masking does"))
+        self.addPieceCheck = checkBox(_("Add to the lesion's segment (a separate piece)"), _(
             "For a lesion in separate pieces (e.g. a satellite focus that does not touch the main mass): each box "
             "reaches only the piece it is drawn on. Draw a box on the other piece and segment it with this on: it "
-            "is added to '<lesion> @ <timepoint>' instead of replacing it (one undo step). Unticks itself after use.")
-        form.addRow(self.addPieceCheck)
-        self.prefetchCheck = qt.QCheckBox(_("Prepare nearby slices while the box is drawn"))
-        self.prefetchCheck.toolTip = _(
+            "is added to '<lesion> @ <timepoint>' instead of replacing it (one undo step). Unticks itself after use."))
+        self.prefetchCheck = checkBox(_("Prepare nearby slices while the box is drawn"), _(
             "On a CPU the model spends about 0.4 s per slice reading the image. With this on, the slices "
             "around the box are read in the background as soon as the box is placed, so 'Segment lesion (3D)' "
-            "then mostly runs the fast box decoder. The outline is the same either way.")
+            "then mostly runs the fast box decoder. The outline is the same either way."))
         self.prefetchCheck.checked = str(qt.QSettings().value(PREFETCH_SETTING, "true")).lower() == "true"
         self.prefetchLabel = qt.QLabel("")
-        form.addRow(self.prefetchCheck)
         form.addRow(self.prefetchLabel)
         buttons = qt.QHBoxLayout()
         self.segmentSliceButton = qt.QPushButton(_("Segment slice"))
