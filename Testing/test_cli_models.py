@@ -39,14 +39,10 @@ def where(model_id: str) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_medsam(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from test_medsam_vitb import tiny_config
+    pytest.importorskip("transformers")
+    from tiny_models import save_tiny_sam
 
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("medsam_weights")
-    transformers.SamModel(tiny_config()).eval().save_pretrained(folder)
-    return folder
+    return save_tiny_sam(tmp_path_factory.mktemp("medsam_weights"))
 
 
 def test_list_says_where_each_model_is(cache):

@@ -5,31 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+from tiny_models import save_tiny_sam
+from transformers import SamImageProcessor, SamModel, SamProcessor
 
 from DTTLib.errors import InputError, MissingDependencyError
 from DTTLib.segmentation.backend import BoxPromptSegmenter
 from DTTLib.segmentation.medsam_vitb import MedSAMViTB, bicubic_weights
 
 
-def tiny_config() -> SamConfig:
-    """ViT-B's layout shrunk: 1024 px input (as MedSAM), 64 px patches, width 32, 2 layers."""
-    return SamConfig(
-        vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=1024, patch_size=64, window_size=4,
-                           global_attn_indexes=[1], mlp_dim=64, num_pos_feats=16),
-        prompt_encoder_config=dict(hidden_size=32, image_size=1024, patch_size=64,
-                                   mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2,
-                                 num_attention_heads=2, iou_head_hidden_dim=32))
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("medsam_tiny")
-    SamModel(tiny_config()).eval().save_pretrained(folder)
-    return folder
+    return save_tiny_sam(tmp_path_factory.mktemp("medsam_tiny"))
 
 
 @pytest.fixture(scope="module")

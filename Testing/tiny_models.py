@@ -1,4 +1,4 @@
-"""Tiny random Gemma3 / SigLIP models and an offline Gemma tokenizer, saved to disk so the
+"""Tiny random Gemma3 / SigLIP / SAM models and an offline Gemma tokenizer, saved to disk so the
 tests load them through the real ``from_pretrained`` code path (no network)."""
 
 from __future__ import annotations
@@ -70,4 +70,28 @@ def save_tiny_siglip(folder: Path) -> Path:
         vision_config={"hidden_size": 48, "intermediate_size": 64, "num_hidden_layers": 1,
                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
     SiglipModel(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_sam_config():
+    """MedSAM ViT-B's layout shrunk: 1024 px input (as MedSAM), 64 px patches, width 32, 2 layers."""
+    from transformers import SamConfig
+
+    return SamConfig(
+        vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=1024, patch_size=64, window_size=4,
+                           global_attn_indexes=[1], mlp_dim=64, num_pos_feats=16),
+        prompt_encoder_config=dict(hidden_size=32, image_size=1024, patch_size=64,
+                                   mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2,
+                                 num_attention_heads=2, iou_head_hidden_dim=32))
+
+
+def save_tiny_sam(folder: Path) -> Path:
+    """A tiny random MedSAM-shaped SamModel saved with save_pretrained (seeded: same weights each time)."""
+    import torch
+    from transformers import SamModel
+
+    torch.manual_seed(0)
+    SamModel(tiny_sam_config()).eval().save_pretrained(folder)
     return folder
