@@ -35,8 +35,6 @@ EDGE_REFINEMENT_RULES = ("auto", "on", "off")
 PREFETCH_SETTING = "DTTSegmentation/PrepareNearbySlices"
 #: Milliseconds the box must stay still before its slices are prepared (dragging fires many events).
 PREFETCH_DELAY_MS = 600
-#: The model choices whose weights are downloaded (model key -> catalog id in DTTLib/models/catalog.json).
-DOWNLOADED_MODELS = {"medsam": "medsam-vit-base"}
 #: The organ of a lymph node whose organ was left empty (the main module reads it the same way).
 LYMPH_NODE_ORGAN = "lymph node"
 
@@ -336,18 +334,17 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- weights of downloaded models (MedSAM ViT-B) ------------------------------------------------
     def _showWeightsFolder(self) -> None:
         """The weights-folder row only for a model whose weights are downloaded, showing its setting."""
-        model = self.modelCombo.currentData
-        shown = model in DOWNLOADED_MODELS
-        self.weightsFolder.visible = self.weightsFolderLabel.visible = shown
-        if shown:
-            folder = self.logic.modelStore().local_folder(DOWNLOADED_MODELS[model])
+        modelId = self.logic.downloadedModelId(self.modelCombo.currentData)
+        self.weightsFolder.visible = self.weightsFolderLabel.visible = modelId is not None
+        if modelId is not None:
+            folder = self.logic.modelStore().local_folder(modelId)
             self.weightsFolder.blockSignals(True)  # showing the setting is not changing it
             self.weightsFolder.currentPath = str(folder) if folder else ""
             self.weightsFolder.blockSignals(False)
 
     def onWeightsFolderChanged(self, path: str) -> None:
         model = self.modelCombo.currentData
-        if model not in DOWNLOADED_MODELS:
+        if self.logic.downloadedModelId(model) is None:
             return
         with slicer.util.tryWithErrorDisplay(_("This folder cannot be used for the model's weights."),
                                              waitCursor=True):
@@ -360,7 +357,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         stops it; the transfer resumes next time), then call ``then``."""
         from DTTLib.models.catalog import get_entry
 
-        entry = get_entry(DOWNLOADED_MODELS[model])
+        entry = get_entry(self.logic.downloadedModelId(model))
         cache = self.logic.modelStore().root
         if not slicer.util.confirmOkCancelDisplay(_(
                 "{name}'s weights ({size} MB, licence {licence}) are not on this computer.\n\n"
@@ -424,7 +421,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to segment the lesion."), waitCursor=True):
             if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
                 return
-            if model in DOWNLOADED_MODELS and self.logic.modelWeightsFolder(model) is None:
+            if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
                 self._offerDownload(model, then=lambda: self.onSegmentWithModel(mode))
                 return
             if not node.segmentation:
@@ -489,7 +486,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                  "set Lesion id and Timepoint label to those of the segment you corrected")
             if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
                 return
-            if model in DOWNLOADED_MODELS and self.logic.modelWeightsFolder(model) is None:
+            if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
                 self._offerDownload(model, then=self.onRerunFromSlice)
                 return
             image = image_from_volume_node(volume)  # also refuses a volume under a transform
@@ -917,51 +914,45 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
 
         return ModelStore()
 
+    @staticmethod
+    def downloadedModelId(model: str):
+        """The catalog id of a model choice whose weights are downloaded (MedSAM ViT-B), else None."""
+        from DTTLib.cli.segment import DOWNLOADED_MODELS
+
+        return DOWNLOADED_MODELS.get(model)
+
     def modelWeightsFolder(self, model: str):
         """Where a downloaded model's weights are (its local-folder setting, else the cache), or
         None when they are not on this computer. Models that ship with a package: None too."""
-        from DTTLib.errors import MissingDependencyError
-
-        if model not in DOWNLOADED_MODELS:
-            return None
-        try:
-            return self.modelStore().resolve(DOWNLOADED_MODELS[model], allow_download=False).path
-        except MissingDependencyError:
-            return None
+        modelId = self.downloadedModelId(model)
+        return None if modelId is None else self.modelStore().locate(modelId)
 
     def setModelFolder(self, model: str, folder) -> None:
         """Use the weights in ``folder`` for ``model`` from now on ("" or None forgets the setting);
         a folder without config.json is refused with a clear error. The next run reloads the model."""
-        self.modelStore().set_local_folder(DOWNLOADED_MODELS[model], folder or None)
-        self._forgetSegmenter(model)
+        self.modelStore().set_local_folder(self.downloadedModelId(model), folder or None)
+        with self._segmenterLock:
+            self._segmenters.pop(model, None)
 
     def downloadModel(self, model: str, progress=None):
         """Fetch ``model``'s weights into the user cache (network; resumable, checksummed) and
         return their folder. ``progress(done_bytes, total_bytes)``; it may raise to stop the
         transfer, which resumes where it stopped next time. Safe in a worker thread (no MRML)."""
         report = None if progress is None else (lambda modelId, done, total: progress(done, total))
-        return self.modelStore().resolve(DOWNLOADED_MODELS[model], allow_download=True, progress=report).path
+        return self.modelStore().resolve(self.downloadedModelId(model), allow_download=True, progress=report).path
 
     def downloadedModels(self) -> list:
         """(catalog id, bytes) of every model downloaded into the user cache."""
-        from DTTLib.models.catalog import load_catalog
-
-        store = self.modelStore()
-        return [(modelId, sum(f.stat().st_size for f in store.cache_path(modelId).rglob("*") if f.is_file()))
-                for modelId in sorted(load_catalog()) if store.cache_path(modelId).is_dir()]
+        return sorted(self.modelStore().downloaded().items())
 
     def deleteDownloadedModels(self) -> int:
         """Delete every downloaded model from the user cache; returns the bytes freed. Local folders
         the user pointed to are never touched."""
         store = self.modelStore()
-        freed = sum(store.delete(modelId) for modelId, _size in self.downloadedModels())
-        for model in DOWNLOADED_MODELS:
-            self._forgetSegmenter(model)
-        return freed
-
-    def _forgetSegmenter(self, model: str) -> None:
+        freed = sum(store.delete(modelId) for modelId in store.downloaded())
         with self._segmenterLock:
-            self._segmenters.pop(model, None)
+            self._segmenters.clear()  # a model loaded from a deleted folder must not be reused
+        return freed
 
     def segmenter(self, model: str):
         """The backend, kept between calls so slice embeddings stay cached; loaded once even when

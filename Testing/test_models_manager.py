@@ -211,3 +211,22 @@ def test_split_device_map_keeps_decoder_layers_whole():
     layers = [k for k in device_map if ".layers." in k]
     assert layers and all(k.split(".layers.")[1].isdigit() for k in layers)  # whole layers only
     assert {0, 1} <= set(device_map.values())
+
+
+def test_locate_never_downloads_and_downloaded_counts_a_stopped_download(tmp_path):
+    def refuse(*args):
+        raise AssertionError("locate must not download")
+
+    store = ModelStore(tmp_path / "cache", downloader=refuse)
+    assert store.locate("medsam-vit-base") is None and store.downloaded() == {}
+    partial = store.cache_path("medsam-vit-base")
+    partial.mkdir(parents=True)
+    (partial / "model.safetensors.incomplete").write_bytes(b"x" * 1000)  # a transfer that was stopped
+    assert store.locate("medsam-vit-base") is None  # no manifest: not usable
+    assert store.downloaded() == {"medsam-vit-base": 1000}  # but it takes space, so it can be deleted
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    store.set_local_folder("medsam-vit-base", mine)
+    assert store.locate("medsam-vit-base") == mine.resolve()
+    assert store.delete("medsam-vit-base") == 1000 and store.downloaded() == {} and mine.exists()

@@ -29,6 +29,8 @@ from DTTLib.segmentation.nnunet_model import PREFIX as NNUNET_PREFIX  # light: n
 
 MODELS = ("litemedsam", "medsam", "threshold")
 MEDSAM_MODEL_ID = "medsam-vit-base"  # its catalog id (DTTLib/models/catalog.json)
+#: Box models whose weights are downloaded, not shipped in a package: model key → catalog id.
+DOWNLOADED_MODELS = {"medsam": MEDSAM_MODEL_ID}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -135,13 +137,13 @@ def medsam_weights_folder() -> Path:
     from DTTLib.errors import MissingDependencyError  # noqa: PLC0415
     from DTTLib.models.cache import ModelStore  # noqa: PLC0415
 
-    try:
-        return ModelStore().resolve(MEDSAM_MODEL_ID, allow_download=False).path
-    except MissingDependencyError:
+    folder = ModelStore().locate(MEDSAM_MODEL_ID)
+    if folder is None:
         raise MissingDependencyError(
             "MedSAM ViT-B's weights are not on this computer",
             f"run `dtt models download {MEDSAM_MODEL_ID}` once (375 MB), or `dtt models use {MEDSAM_MODEL_ID} "
-            "FOLDER` / --medsam-dir FOLDER for a copy you have, or use --model litemedsam") from None
+            "FOLDER` / --medsam-dir FOLDER for a copy you have, or use --model litemedsam")
+    return folder
 
 
 def make_segmenter(model: str, device: str | None = None, medsam_dir: str | None = None) -> Any:

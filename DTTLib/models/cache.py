@@ -197,9 +197,25 @@ class ModelStore:
         folder = self.cache_path(model_id)
         if not folder.exists():
             return 0
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        size = _folder_bytes(folder)
         shutil.rmtree(folder)
         return size
+
+    def downloaded(self) -> dict[str, int]:
+        """Catalog id → bytes on disk of every model with a folder in the cache (complete or not:
+        a stopped download takes space too)."""
+        from DTTLib.models.catalog import load_catalog  # noqa: PLC0415
+
+        return {model_id: _folder_bytes(self.cache_path(model_id))
+                for model_id in sorted(load_catalog()) if self.cache_path(model_id).is_dir()}
+
+    def locate(self, model: str) -> Path | None:
+        """The model's folder on this computer — the local folder set for it, else its verified
+        cached copy — or None when it is not here. Never downloads."""
+        try:
+            return self.resolve(model, allow_download=False).path
+        except MissingDependencyError:
+            return None
 
     # -- resolution -----------------------------------------------------------------------
     def resolve(self, model: str, allow_download: bool = True,
@@ -228,6 +244,10 @@ class ModelStore:
                 "Download it once (allow downloads / run with network) or set a local folder."
                 + (" It is gated: accept its licence on huggingface.co and set HF_TOKEN." if entry.gated else ""))
         return ResolvedModel(entry.id, self.download(entry, progress), "download")
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def _entry_for(model: str) -> ModelEntry:
