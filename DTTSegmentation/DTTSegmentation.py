@@ -328,8 +328,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._refreshProposals()
 
     def onCancel(self) -> None:
-        if self._job is not None:
-            self._job["cancel"] = True
+        self._cancelJob()
 
     # -- weights of downloaded models (MedSAM ViT-B) ------------------------------------------------
     def _showWeightsFolder(self) -> None:
@@ -659,48 +658,38 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _runInBackground(self, compute, finish, failure: str, intervalMs: int = 100) -> None:
         """``compute(progress, should_cancel)`` in a worker thread (no MRML there); progress
-        and cancel through the shared job dict; ``finish(result)`` on the GUI thread."""
-        import threading
-        import traceback
-
+        and cancel through DTTLib.background.BackgroundJob; ``finish(result)`` on the GUI thread."""
         import qt
 
-        job = {"cancel": False, "ignore": False, "done": 0, "total": 1, "result": None, "error": None,
-               "traceback": ""}
+        from DTTLib.background import BackgroundJob
+
+        job = BackgroundJob(compute, "DTTSegmentation model run")
         self._job = job
         # the run encodes what it still needs itself; slices prepared so far stay in the cache
         self._stopPrefetch(forget=False)
-
-        def work():
-            try:
-                job["result"] = compute(lambda d, t: job.update(done=d, total=t), lambda: job["cancel"])
-            except Exception as error:  # noqa: BLE001 - shown on the GUI thread
-                job["error"], job["traceback"] = error, traceback.format_exc()
-
-        thread = threading.Thread(target=work, daemon=True)
         self._setBusy(True)
-        thread.start()
+        job.start()
         timer = qt.QTimer()
         timer.setInterval(intervalMs)
 
         def poll():
-            if not job["ignore"]:
-                self.progressBar.maximum = max(job["total"], 1)
-                self.progressBar.value = job["done"]
-            if thread.is_alive():
+            if not job.ignored:
+                self.progressBar.maximum = max(job.total, 1)
+                self.progressBar.value = job.done
+            if job.running:
                 return
             timer.stop()
             self._job = None
             self._setBusy(False)
-            if job["ignore"]:  # its scene was closed (or the widget cleaned up): nothing to store into
+            if job.ignored:  # its scene was closed (or the widget cleaned up): nothing to store into
                 logging.info("DTTSegmentation: a run ended after its scene was closed; its result was dropped")
                 return
-            if job["error"] is not None:
-                message = failure.format(error=getattr(job["error"], "message", job["error"]))
-                logging.error("DTTSegmentation: %s\n%s", message, job["traceback"])
+            if job.error is not None:
+                message = failure.format(error=getattr(job.error, "message", job.error))
+                logging.error("DTTSegmentation: %s\n%s", message, job.traceback)
                 slicer.util.errorDisplay(message)
                 return
-            finish(job["result"])
+            finish(job.result)
 
         timer.connect("timeout()", poll)
         timer.start()
@@ -720,9 +709,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Ask the running model to stop at its next step; ``ignoreResult`` also drops what it returns."""
         job = getattr(self, "_job", None)
         if job is not None:
-            job["cancel"] = True
-            if ignoreResult:
-                job["ignore"] = True
+            job.cancel(ignore_result=ignoreResult)
 
     def cleanup(self) -> None:
         # the widget is going away: a running model stops at its next step, nothing is stored and

@@ -193,10 +193,8 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._buildTimer.stop()
             self._buildTimer = None
         self._buildJob = None
-        if job is not None:
-            job["thread"].join(self.CLEANUP_WAIT_S)
-            if job["thread"].is_alive():
-                logging.warning("DigitalTwinTumor: the cancelled twin build is still running")
+        if job is not None and not job.wait(self.CLEANUP_WAIT_S):
+            logging.warning("DigitalTwinTumor: the cancelled twin build is still running")
         self.removeObservers()
 
     def enter(self) -> None:
@@ -595,40 +593,28 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _runBuild(self, request, finish, failure: str, intervalMs: int = 100) -> None:
         """DigitalTwinTumorLogic.computeTwin in a worker thread (no MRML there; DTT Segmentation's
-        pattern): progress and cancel through the shared job dict, which a timer on the GUI thread
-        polls; ``finish(computed)`` runs on the GUI thread, unless the build was cancelled, failed
-        or is to be ignored (scene closed, module cleaned up)."""
-        import threading
-        import traceback
-
+        pattern): progress and cancel through DTTLib.background.BackgroundJob, which a timer on the GUI
+        thread polls; ``finish(computed)`` runs on the GUI thread, unless the build was cancelled,
+        failed or is to be ignored (scene closed, module cleaned up)."""
         import qt
 
-        job = {"cancel": False, "ignore": False, "done": 0, "total": 1, "step": None, "result": None,
-               "error": None, "traceback": ""}
+        from DTTLib.background import BackgroundJob
 
-        def work():
-            try:
-                job["result"] = DigitalTwinTumorLogic.computeTwin(
-                    request, progress=lambda done, total, step: job.update(done=done, total=total, step=step),
-                    should_cancel=lambda: job["cancel"])
-            except Exception as error:  # noqa: BLE001 - shown on the GUI thread
-                job["error"], job["traceback"] = error, traceback.format_exc()
-
-        thread = threading.Thread(target=work, name="DigitalTwinTumor twin build", daemon=True)
-        job["thread"] = thread
+        job = BackgroundJob(lambda progress, should_cancel: DigitalTwinTumorLogic.computeTwin(
+            request, progress=progress, should_cancel=should_cancel), "DigitalTwinTumor twin build")
         self._buildJob = job
         self._showBuilding(True)
-        thread.start()
+        job.start()
         timer = qt.QTimer()
         timer.setInterval(intervalMs)
 
         def poll():
-            if not job["ignore"]:
-                self.ui.buildProgressBar.maximum = max(job["total"], 1)
-                self.ui.buildProgressBar.value = job["done"]
-                if not job["cancel"]:
-                    self.ui.statusLabel.text = self.logic.progressText(job["step"])
-            if thread.is_alive():
+            if not job.ignored:
+                self.ui.buildProgressBar.maximum = max(job.total, 1)
+                self.ui.buildProgressBar.value = job.done
+                if not job.cancel_requested:
+                    self.ui.statusLabel.text = self.logic.progressText(job.step)
+            if job.running:
                 return
             timer.stop()
             if self._buildTimer is timer:
@@ -636,26 +622,26 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self._buildJob is job:
                 self._buildJob = None
                 self._showBuilding(False)
-            if job["ignore"]:
+            if job.ignored:
                 logging.info("DigitalTwinTumor: a twin build ended after its scene was closed; result dropped")
                 return
-            if job["error"] is not None:
-                logging.error("DigitalTwinTumor: building the twin failed\n%s", job["traceback"])
-                self._showBuildError(failure, job["error"], logged=True)
+            if job.error is not None:
+                logging.error("DigitalTwinTumor: building the twin failed\n%s", job.traceback)
+                self._showBuildError(failure, job.error, logged=True)
                 return
             # Cancel after computeTwin's last check still returns a full twin: the user asked for no
             # change to the scene, so it is dropped too
-            if job["cancel"] or job["result"] is None or job["result"].cancelled:
+            if job.cancel_requested or job.result is None or job.result.cancelled:
                 self.ui.statusLabel.text = _("Build cancelled: the scene is unchanged.")
                 return
-            finish(job["result"])
+            finish(job.result)
 
         timer.connect("timeout()", poll)
         self._buildTimer = timer
         timer.start()
 
     def onCancelBuildButton(self) -> None:
-        if self._buildJob is not None and not self._buildJob["cancel"]:
+        if self._buildJob is not None and not self._buildJob.cancel_requested:
             self._cancelBuild()
             self.ui.statusLabel.text = _("Cancelling: the build stops after the current step…")
 
@@ -664,9 +650,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job = self._buildJob
         if job is None:
             return
-        job["cancel"] = True
-        if ignoreResult:
-            job["ignore"] = True
+        job.cancel(ignore_result=ignoreResult)
         if hasattr(self, "ui"):
             self.ui.cancelBuildButton.enabled = False
 

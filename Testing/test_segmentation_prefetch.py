@@ -159,7 +159,7 @@ def test_the_background_worker_runs_one_prefetch_at_a_time_and_keeps_errors(segm
     threads = []
     worker.start(image, box, lambda: threads.append(threading.current_thread()) or segmenter, limit=4)
     first = worker.status()
-    worker.start(image, box, segmenter, limit=2)  # a new box: the first prefetch is cancelled
+    worker.start(image, box, lambda: segmenter, limit=2)  # a new box: the first prefetch is cancelled
     assert worker.wait(120)
     status = worker.status()
     assert not status.running and status.error == "" and status.result.planned == [8, 9]
@@ -167,6 +167,6 @@ def test_the_background_worker_runs_one_prefetch_at_a_time_and_keeps_errors(segm
     assert threads and threads[0] is not threading.current_thread()  # the factory ran in the worker
     assert first.total in (0, 4)
     outside = VoxelBox(200, 200, 8, 210, 210, 8)
-    worker.start(image, outside, segmenter)
+    worker.start(image, outside, lambda: segmenter)
     assert worker.wait(60)
     assert worker.status().error.startswith("InputError") and "outside the image" in worker.status().error

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from DTTLib.background import BackgroundJob
 from DTTLib.imaging.volume import ImageVolume
 from DTTLib.segmentation.backend import BoxPromptSegmenter
 from DTTLib.segmentation.box import VoxelBox, checked_box
@@ -113,53 +114,45 @@ class PrefetchWorker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._job: dict | None = None
+        self._job: BackgroundJob | None = None
 
-    def start(self, image: ImageVolume, box: VoxelBox, segmenter: BoxPromptSegmenter | Callable[[], BoxPromptSegmenter],
+    def start(self, image: ImageVolume, box: VoxelBox, segmenter: Callable[[], BoxPromptSegmenter],
               settings: PropagationSettings | None = None, limit: int | None = None) -> None:
-        """Prefetch in a daemon thread. ``segmenter`` may be a factory, called in that thread
-        (loading a model can take seconds that the caller should not wait for)."""
-        job = {"cancel": False, "done": 0, "total": 0, "result": None, "error": ""}
+        """Prefetch in a daemon thread. ``segmenter`` is a factory, called in that thread (loading
+        a model can take seconds that the caller should not wait for)."""
 
-        def work() -> None:
-            try:
-                model = segmenter() if callable(segmenter) and not hasattr(segmenter, "encode") else segmenter
-                if job["cancel"]:
-                    return
-                job["result"] = prefetch_slices(image, box, model, settings, limit,
-                                                progress=lambda d, t: job.update(done=d, total=t),
-                                                should_cancel=lambda: job["cancel"])
-            except Exception as error:  # noqa: BLE001 - a head start only: the run reports the problem
-                job["error"] = f"{type(error).__name__}: {error}"
+        def compute(progress: Callable[..., None], should_cancel: Callable[[], bool]) -> PrefetchResult | None:
+            model = segmenter()
+            if should_cancel():
+                return None
+            return prefetch_slices(image, box, model, settings, limit, progress=progress, should_cancel=should_cancel)
 
-        job["thread"] = threading.Thread(target=work, name="DTT slice prefetch", daemon=True)
+        job = BackgroundJob(compute, "DTT slice prefetch")
+        job.total = 0  # unknown until the plan is made
         with self._lock:
             if self._job is not None:
-                self._job["cancel"] = True
+                self._job.cancel()
             self._job = job
-        job["thread"].start()
+        job.start()
 
     def cancel(self) -> None:
         with self._lock:
             if self._job is not None:
-                self._job["cancel"] = True
+                self._job.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the current prefetch ends (tests, shutdown); True when it has."""
         with self._lock:
             job = self._job
-        if job is None:
-            return True
-        job["thread"].join(timeout)
-        return not job["thread"].is_alive()
+        return job is None or job.wait(timeout)
 
     def status(self) -> PrefetchStatus:
         with self._lock:
             job = self._job
         if job is None:
             return PrefetchStatus(running=False)
-        return PrefetchStatus(running=job["thread"].is_alive(), done=job["done"], total=job["total"],
-                              result=job["result"], error=job["error"])
+        error = "" if job.error is None else f"{type(job.error).__name__}: {job.error}"
+        return PrefetchStatus(running=job.running, done=job.done, total=job.total, result=job.result, error=error)
 
 
 __all__ = ["PrefetchResult", "PrefetchStatus", "PrefetchWorker", "prefetch_order", "prefetch_plan",
