@@ -27,19 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def tiny_config():
-    from transformers import SamConfig  # noqa: PLC0415
-
-    return SamConfig(
-        vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=1024, patch_size=64, window_size=4,
-                           global_attn_indexes=[1], mlp_dim=64, num_pos_feats=16),
-        prompt_encoder_config=dict(hidden_size=32, image_size=1024, patch_size=64,
-                                   mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_hidden_layers=2,
-                                 num_attention_heads=2, iou_head_hidden_dim=32))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))  # tiny_models: the --tiny config
 
 
 def slices(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
@@ -59,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch  # noqa: PLC0415
+    from tiny_models import tiny_sam_config  # noqa: PLC0415
     from transformers import SamConfig, SamModel  # noqa: PLC0415
 
     from DTTLib.segmentation.medsam_vitb import MedSAMViTB  # noqa: PLC0415
@@ -81,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return torch.cuda.max_memory_allocated() / 2**30 if cuda else None
 
     torch.manual_seed(0)
-    config = tiny_config() if args.tiny else SamConfig()
+    config = tiny_sam_config() if args.tiny else SamConfig()
     with tempfile.TemporaryDirectory() as folder:
         SamModel(config).save_pretrained(folder)
         start = time.perf_counter()
