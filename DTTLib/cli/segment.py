@@ -278,17 +278,17 @@ def write_proposals(proposal_set: Any, image: Any, path: str) -> Path:
     return save_node(node, target)
 
 
-def _window(args: argparse.Namespace, image: Any) -> str:
-    """The slice preparation asked for, checked before any model is loaded."""
+def _window(window: str, organ: str, image: Any) -> str:
+    """The slice preparation asked for (--window, the lesion's organ), checked before any model is loaded."""
     from DTTLib.errors import InputError  # noqa: PLC0415
     from DTTLib.imaging.preprocess import load_window_presets, segmentation_window  # noqa: PLC0415
 
-    if args.window == "auto":
-        return segmentation_window(image.modality, args.organ)
-    if args.window != "slice" and args.window not in load_window_presets():
-        raise InputError(f"--window '{args.window}' is not auto, slice or a CT preset",
+    if window == "auto":
+        return segmentation_window(image.modality, organ)
+    if window != "slice" and window not in load_window_presets():
+        raise InputError(f"--window '{window}' is not auto, slice or a CT preset",
                          f"use one of auto, slice, {', '.join(sorted(load_window_presets()))}")
-    return args.window
+    return window
 
 
 def _denoise_mm(args: argparse.Namespace, image: Any) -> float:
@@ -361,9 +361,82 @@ def run_nnunet(args: argparse.Namespace, image: Any, started: float, timings: di
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def box_model_settings(args: argparse.Namespace, image: Any, organ: str = "") -> Any:
+    """The propagation settings for one scan: --window/--refine-edges/--denoise-mm, with ``auto``
+    resolved by the scan's modality (and the lesion's organ) from window_presets.json."""
+    from DTTLib.segmentation.propagate import PropagationSettings  # noqa: PLC0415
+
+    window = _window(args.window, organ, image)
+    return PropagationSettings(window=window, refine_edges=_refine_edges(args, image),
+                               denoise_mm=_denoise_mm(args, image))
+
+
+def segment_boxes(image: Any, boxes: list[Any], segmenter: Any, settings: Any,
+                  threshold: float | None = None) -> tuple[Any, list[Any], dict[str, Any]]:
+    """One lesion from one box per piece: (union mask, each piece's mask, timings). No
+    ``segmenter`` means the threshold model (``threshold``, else Otsu inside each box)."""
     import numpy as np  # noqa: PLC0415
 
+    timings: dict[str, Any] = {}
+    focus_masks = []
+    t0 = time.perf_counter()
+    if segmenter is None:
+        from DTTLib.segmentation.threshold import segment_box_by_threshold  # noqa: PLC0415
+
+        for box in boxes:
+            cut = otsu_threshold(image.array[box.slices()]) if threshold is None else threshold
+            focus_masks.append(segment_box_by_threshold(image, box, cut))
+        timings["segment_s"] = time.perf_counter() - t0
+    else:
+        from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
+
+        encode_s, decode_s = [], []
+        for box in boxes:
+            result = propagate_box(image, box, segmenter, settings)
+            focus_masks.append(result.mask)
+            encode_s += result.encode_s
+            decode_s += result.decode_s
+        timings["segment_s"] = time.perf_counter() - t0
+        timings["slices_encoded"] = len(encode_s)
+        if encode_s:
+            timings["encoder_median_s"] = float(np.median(encode_s))
+        if decode_s:
+            timings["decoder_median_s"] = float(np.median(decode_s))
+    mask = np.logical_or.reduce([np.asarray(m) > 0 for m in focus_masks]).astype(np.uint8)
+    return mask, focus_masks, timings
+
+
+def lesion_summary(image: Any, mask: Any, boxes: list[Any], focus_masks: list[Any]) -> dict[str, Any]:
+    """Measurements, slices, voxels and boxes of one segmented lesion (the --json fields)."""
+    import numpy as np  # noqa: PLC0415
+
+    ks = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]
+    summary: dict[str, Any] = measurements(mask, image)
+    if len(boxes) > 1:  # a lesion in several pieces: each focus measured too (RECIST: separate lesions, or
+        # fragments whose longest diameters are added — as the protocol says; the union's LD spans pieces)
+        summary["foci"] = [{"box_ijk": [b.i0, b.j0, b.k0, b.i1, b.j1, b.k1], "voxels": int(np.count_nonzero(m)),
+                            **measurements(np.asarray(m, dtype=np.uint8), image)}
+                           for b, m in zip(boxes, focus_masks)]
+    box = boxes[0]
+    summary.update({
+        "slices": [int(ks[0]), int(ks[-1])] if ks.size else None,
+        "voxels": int(np.count_nonzero(mask)),
+        "box_ijk": [box.i0, box.j0, box.k0, box.i1, box.j1, box.k1],
+        "boxes_ijk": [[b.i0, b.j0, b.k0, b.i1, b.j1, b.k1] for b in boxes],
+    })
+    return summary
+
+
+def model_fields(model: str, segmenter: Any, settings: Any) -> dict[str, Any]:
+    """Which model ran where, and with which slice preparation (None for the threshold model)."""
+    box_model = segmenter is not None
+    return {"model": model, "device": str(segmenter.device) if box_model else "cpu",
+            "window": settings.window if box_model else None,
+            "refine_edges": settings.refine_edges if box_model else None,
+            "denoise_mm": settings.denoise_mm if box_model else None}
+
+
+def run(args: argparse.Namespace) -> int:
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
     from DTTLib.imaging.io import read_image  # noqa: PLC0415
 
@@ -383,63 +456,17 @@ def run(args: argparse.Namespace) -> int:
     if is_nnunet:
         return run_nnunet(args, image, started, {"read_s": time.perf_counter() - started})
     boxes = _boxes(args, image)
-    window = _window(args, image)
-    edges = _refine_edges(args, image)
-    denoise = _denoise_mm(args, image)
+    settings = box_model_settings(args, image, args.organ)
     timings: dict[str, Any] = {"read_s": time.perf_counter() - started}
-    device = "cpu"
-    focus_masks = []
-    if args.model == "threshold":
-        from DTTLib.segmentation.threshold import segment_box_by_threshold  # noqa: PLC0415
-
-        t0 = time.perf_counter()
-        for box in boxes:
-            threshold = args.threshold
-            if threshold is None:
-                threshold = otsu_threshold(image.array[box.slices()])
-            focus_masks.append(segment_box_by_threshold(image, box, threshold))
-        timings["segment_s"] = time.perf_counter() - t0
-    else:
-        from DTTLib.segmentation.propagate import PropagationSettings, propagate_box  # noqa: PLC0415
-
+    segmenter = None
+    if args.model != "threshold":
         t0 = time.perf_counter()
         segmenter = make_segmenter(args.model, args.device, args.medsam_dir)
-        device = str(segmenter.device)
         timings["load_model_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        encode_s, decode_s = [], []
-        for box in boxes:
-            result = propagate_box(image, box, segmenter,
-                                   PropagationSettings(window=window, refine_edges=edges, denoise_mm=denoise))
-            focus_masks.append(result.mask)
-            encode_s += result.encode_s
-            decode_s += result.decode_s
-        timings["segment_s"] = time.perf_counter() - t0
-        timings["slices_encoded"] = len(encode_s)
-        if encode_s:
-            timings["encoder_median_s"] = float(np.median(encode_s))
-        if decode_s:
-            timings["decoder_median_s"] = float(np.median(decode_s))
-    mask = np.logical_or.reduce([np.asarray(m) > 0 for m in focus_masks]).astype(np.uint8)
-    box = boxes[0]
-    ks = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]
-    summary: dict[str, Any] = measurements(mask, image)
-    if len(boxes) > 1:  # a lesion in several pieces: each focus measured too (RECIST: separate lesions, or
-        # fragments whose longest diameters are added — as the protocol says; the union's LD spans pieces)
-        summary["foci"] = [{"box_ijk": [b.i0, b.j0, b.k0, b.i1, b.j1, b.k1], "voxels": int(np.count_nonzero(m)),
-                            **measurements(np.asarray(m, dtype=np.uint8), image)}
-                           for b, m in zip(boxes, focus_masks)]
-    summary.update({
-        "slices": [int(ks[0]), int(ks[-1])] if ks.size else None,
-        "voxels": int(np.count_nonzero(mask)),
-        "box_ijk": [box.i0, box.j0, box.k0, box.i1, box.j1, box.k1],
-        "boxes_ijk": [[b.i0, b.j0, b.k0, b.i1, b.j1, b.k1] for b in boxes],
-        "model": args.model,
-        "device": device,
-        "window": window if args.model != "threshold" else None,
-        "refine_edges": edges if args.model != "threshold" else None,
-        "denoise_mm": denoise if args.model != "threshold" else None,
-    })
+    mask, focus_masks, segment_timings = segment_boxes(image, boxes, segmenter, settings, args.threshold)
+    timings.update(segment_timings)
+    summary = lesion_summary(image, mask, boxes, focus_masks)
+    summary.update(model_fields(args.model, segmenter, settings))
     if args.out:
         t0 = time.perf_counter()
         summary["out"] = str(write_mask(mask, image, args.out))
