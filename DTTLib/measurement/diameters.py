@@ -27,10 +27,39 @@ Definitions, on one slice (all in mm, in the slice plane):
   For a convex lesion it is the longest perpendicular chord; for a notched one the chord
   spans the notch, as a caliper drawn edge to edge would.
 
-Several components on the LD slice: the mask is taken as one lesion (segment one lesion per
-mask), so LD and SA span all of its pixels on that slice, like calipers across a lesion that
-appears split on one slice. ``components_on_slice`` reports how many 8-connected pieces
-there were, and a note is added when there are several, so a caller can split them first.
+Pieces (RECIST 1.1 §4.3.2, "lesions that split or coalesce on treatment"; Eisenhauer et al.
+2009). A mask holds one lesion, but the lesion may be in several pieces. The mask is split
+into 3-D pieces with 26-connectivity (voxels touching by a face, an edge or a corner are
+joined):
+
+* One piece — including a lesion that looks split on one slice but is joined on another, and
+  pieces that have coalesced (touch) — is measured as above: LD and SA span all of its
+  pixels on its LD slice, like calipers across a coalesced lesion. ``components_on_slice``
+  says how many 8-connected parts that slice shows, with a note when there are several.
+* Several pieces are fragments: RECIST adds the longest diameters of the fragmented portions.
+  Each piece is measured on its own as above (its own LD slice, LD, SA and endpoints) and
+  listed largest first in ``pieces`` (``LesionPiece``); ``longest_diameter_mm`` is the SUM of
+  their LDs — the number that goes into the sum of diameters — and a note gives the addends.
+  ``long_axis_ras``, ``short_axis_ras``, ``slice_index`` and ``components_on_slice`` are the
+  largest piece's (most voxels), so one line on one slice still shows a real diameter;
+  ``volume_mm3``, ``centroid_ras``, ``voxels`` and ``slices`` are the whole mask's.
+* Short axis of fragments: RECIST defines a sum only for LDs; for the SA of a split lesion
+  (what a lymph node is measured by) it gives no rule. ``short_axis_mm`` is the largest
+  piece's SA: it is perpendicular to the LD line that is drawn, on the same slice, so the SA
+  line is a real caliper pair with the LD line; adding SAs of pieces would describe no
+  caliper and could turn two normal node pieces into a pathological node (SA ≥ 10 mm)
+  by arithmetic. Every piece's SA is in ``pieces`` and in the note, so a reader who judges
+  another piece to be the node takes its SA from there.
+* Specks: a piece (other than the largest) of at most ``SPECK_MAX_VOXELS`` = 3 voxels —
+  fewer than a disc two pixels across holds (π ≈ 3.14 pixels) — is not a fragment and is left
+  out of the LD sum (it stays in the volume and centroid). Such a piece has no shape at the
+  image's resolution: its "diameter" is the pixel grid itself, and it is what a stray paint
+  click or an eraser's leftover corner leaves. The limit is absolute on purpose: a relative
+  one (say 1 % of the lesion's voxels) grows with the lesion — 1 % of the volume is a piece
+  about a fifth of the lesion's width (0.01^(1/3) ≈ 0.22), so it would drop an 11 mm fragment
+  of a 50 mm lesion, a fragment RECIST itself calls measurable. Every ignored speck is named
+  (voxels and i, j, k) in a note, never dropped silently; anything larger is added, and its
+  LD is shown in the note so an implausible small addend is visible.
 """
 
 from __future__ import annotations
@@ -49,6 +78,11 @@ Point3 = tuple[float, float, float]
 
 #: a k axis within this many degrees of the S axis counts as axial
 AXIAL_TOLERANCE_DEG = 10.0
+#: a piece (other than the largest) with at most this many voxels is a speck, not a fragment:
+#: fewer voxels than a disc two pixels across (π ≈ 3.14) — see the module docstring
+SPECK_MAX_VOXELS = 3
+#: 26-connectivity: voxels touching by a face, an edge or a corner belong to one piece
+_CONNECT_3D = np.ones((3, 3, 3), bool)
 _PLANES = ("sagittal", "coronal", "axial")  # slice plane whose normal is R, A, S
 
 
@@ -60,6 +94,20 @@ class SliceDiameters:
     short_mm: float
     long_xy: tuple[tuple[float, float], tuple[float, float]]
     short_xy: tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class LesionPiece:
+    """One 3-D piece (26-connected) of a lesion mask, measured on its own LD slice."""
+
+    voxels: int
+    volume_mm3: float
+    longest_diameter_mm: float
+    short_axis_mm: float
+    slice_index: int                 # k of this piece's LD slice
+    long_axis_ras: tuple[Point3, Point3]
+    short_axis_ras: tuple[Point3, Point3]
+    centroid_ras: Point3
 
 
 @dataclass(frozen=True)
@@ -79,14 +127,77 @@ class LesionMeasurement:
     plane_tilt_deg: float            # angle between the k axis and that plane's normal
     components_on_slice: int
     notes: tuple[str, ...] = field(default=())
+    #: the 3-D pieces whose LDs make ``longest_diameter_mm``, largest first (one for an
+    #: unsplit lesion; specks are not pieces, they are named in ``notes``)
+    pieces: tuple[LesionPiece, ...] = field(default=())
 
 
-def measure_lesion(mask: np.ndarray, image: ImageVolume) -> LesionMeasurement:
-    """RECIST LD, SA, volume and centroid of ``mask`` (indexed (k, j, i) on ``image``'s grid)."""
+def measure_lesion(mask: np.ndarray, image: ImageVolume, *,
+                   speck_max_voxels: int = SPECK_MAX_VOXELS) -> LesionMeasurement:
+    """RECIST LD, SA, volume and centroid of ``mask`` (indexed (k, j, i) on ``image``'s grid).
+
+    A mask in several 3-D pieces is a fragmented lesion: its LD is the sum of the pieces' LDs
+    (pieces of at most ``speck_max_voxels`` voxels besides the largest are specks, named in a
+    note and not added); see the module docstring."""
     inside = _checked_mask(mask, image)
     if not inside.any():
         raise InputError("cannot measure an empty lesion mask",
                          "segment the lesion first (the mask has no voxels)")
+    labels, count = ndimage.label(inside, structure=_CONNECT_3D)
+    if count == 1:
+        kept, specks = [inside], []
+    else:
+        sizes = np.bincount(labels.ravel())[1:]
+        order = sorted(range(count), key=lambda n: (-sizes[n], n))  # largest first, then label order
+        kept = [labels == n + 1 for n in order[:1]]
+        kept += [labels == n + 1 for n in order[1:] if sizes[n] > speck_max_voxels]
+        specks = [labels == n + 1 for n in order[1:] if sizes[n] <= speck_max_voxels]
+    measured = [_measure_piece(piece, image) for piece in kept]
+    main, components = measured[0]
+    k = main.slice_index
+    per_slice = np.flatnonzero(inside.any(axis=(1, 2)))
+    plane_name, tilt = slice_plane(image)
+    notes = []
+    if plane_name != "axial" or tilt > AXIAL_TOLERANCE_DEG:
+        notes.append(f"the k-slice plane is {plane_name} (tilted {tilt:.1f}° from it), not axial: "
+                     "diameters were measured in that plane; reformat to axial for strict RECIST")
+    if components > 1:
+        notes.append(("the largest piece has " if len(kept) > 1 else "")
+                     + f"{components} separate pieces on slice k={k}, joined in 3-D on other slices: "
+                     "LD and SA span all of them")
+    pieces = tuple(piece for piece, _ in measured)
+    longest = main.longest_diameter_mm
+    if len(pieces) > 1:
+        longest = float(sum(p.longest_diameter_mm for p in pieces))
+        notes.append(f"{len(pieces)} separate pieces (RECIST fragments): LD = "
+                     + " + ".join(f"{p.longest_diameter_mm:.1f}" for p in pieces)
+                     + f" = {longest:.1f} mm, each piece's LD on its own slice ("
+                     + ", ".join(f"k={p.slice_index}" for p in pieces)
+                     + f"); SA {main.short_axis_mm:.1f} mm is the largest piece's (RECIST adds no SAs; "
+                     "each piece's SA: " + ", ".join(f"{p.short_axis_mm:.1f}" for p in pieces) + " mm)")
+    if specks:
+        notes.append(_speck_note(specks, speck_max_voxels))
+    return LesionMeasurement(
+        longest_diameter_mm=longest,
+        short_axis_mm=main.short_axis_mm,
+        volume_mm3=mask_volume_mm3(inside, image),
+        centroid_ras=centroid_ras(inside, image),
+        long_axis_ras=main.long_axis_ras,
+        short_axis_ras=main.short_axis_ras,
+        slice_index=k,
+        slices=(int(per_slice[0]), int(per_slice[-1])),
+        voxels=int(np.count_nonzero(inside)),
+        plane=plane_name,
+        plane_tilt_deg=tilt,
+        components_on_slice=components,
+        notes=tuple(notes),
+        pieces=pieces,
+    )
+
+
+def _measure_piece(inside: np.ndarray, image: ImageVolume) -> tuple[LesionPiece, int]:
+    """One piece on its LD slice (largest LD; ties: larger area, then lower k), and how many
+    8-connected parts that slice shows."""
     si, sj, _ = image.spacing
     per_slice = np.flatnonzero(inside.any(axis=(1, 2)))
     best_ld, best_area, k = -1.0, -1, -1
@@ -98,28 +209,29 @@ def measure_lesion(mask: np.ndarray, image: ImageVolume) -> LesionMeasurement:
             best_ld, best_area, k = longest, area, int(index)
     diameters = slice_diameters(inside[k], si, sj)
     components = int(ndimage.label(inside[k], structure=np.ones((3, 3)))[1])
-    plane_name, tilt = slice_plane(image)
-    notes = []
-    if plane_name != "axial" or tilt > AXIAL_TOLERANCE_DEG:
-        notes.append(f"the k-slice plane is {plane_name} (tilted {tilt:.1f}° from it), not axial: "
-                     "diameters were measured in that plane; reformat to axial for strict RECIST")
-    if components > 1:
-        notes.append(f"{components} separate pieces on slice k={k}: LD and SA span all of them")
-    return LesionMeasurement(
+    piece = LesionPiece(
+        voxels=int(np.count_nonzero(inside)),
+        volume_mm3=mask_volume_mm3(inside, image),
         longest_diameter_mm=diameters.longest_mm,
         short_axis_mm=diameters.short_mm,
-        volume_mm3=mask_volume_mm3(inside, image),
-        centroid_ras=centroid_ras(inside, image),
+        slice_index=k,
         long_axis_ras=tuple(_slice_xy_to_ras(image, k, xy) for xy in diameters.long_xy),  # type: ignore[arg-type]
         short_axis_ras=tuple(_slice_xy_to_ras(image, k, xy) for xy in diameters.short_xy),  # type: ignore[arg-type]
-        slice_index=k,
-        slices=(int(per_slice[0]), int(per_slice[-1])),
-        voxels=int(np.count_nonzero(inside)),
-        plane=plane_name,
-        plane_tilt_deg=tilt,
-        components_on_slice=components,
-        notes=tuple(notes),
+        centroid_ras=centroid_ras(inside, image),
     )
+    return piece, components
+
+
+def _speck_note(specks: list[np.ndarray], speck_max_voxels: int, listed: int = 10) -> str:
+    """Where the ignored specks are: voxels and (i, j, k) of each one's first voxel."""
+    where = []
+    for speck in specks[:listed]:
+        k, j, i = (int(c[0]) for c in np.nonzero(speck))
+        n = int(np.count_nonzero(speck))
+        where.append(f"{n} voxel{'s' if n > 1 else ''} at (i, j, k) = ({i}, {j}, {k})")
+    more = f"; and {len(specks) - listed} more" if len(specks) > listed else ""
+    return (f"ignored {len(specks)} speck{'s' if len(specks) > 1 else ''} of ≤ {speck_max_voxels} voxels, "
+            "not RECIST fragments (not in the LD sum, kept in the volume): " + "; ".join(where) + more)
 
 
 def slice_plane(image: ImageVolume) -> tuple[str, float]:
