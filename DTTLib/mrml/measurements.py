@@ -4,11 +4,18 @@ One table (``MEASUREMENTS_TABLE``) holds one row per lesion and timepoint, with 
 columns, so the *Digital Twin Tumor* module, the RECIST engine and a saved ``.tsv`` all read
 the same numbers. Measuring again replaces that lesion/timepoint's row and moves its lines
 instead of adding duplicates.
+
+A lesion in several pieces (RECIST fragments, see ``DTTLib.measurement.diameters``) gets one
+LD line per piece, each as long as that piece's LD: ``"<lesion> @ <tp> LD"`` on the largest
+piece, ``"... LD 2"``, ``"... LD 3"`` … on the others, largest first; the table's
+``longest_diameter_mm`` is their sum. The SA line is the largest piece's. Lines of pieces that
+are gone when the lesion is measured again (fewer pieces) are removed.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +51,8 @@ class StoredMeasurement:
     short_axis_node: Any | None
     table_node: Any
     row: dict[str, Any]
+    #: every LD line, largest piece first (``long_axis_node`` is the first); one unless fragmented
+    long_axis_nodes: tuple[Any, ...] = ()
 
 
 def measurement_row(measurement: LesionMeasurement, lesion_id: str, timepoint: str,
@@ -68,15 +77,40 @@ def store_measurement(measurement: LesionMeasurement, lesion_id: str, timepoint:
                       source: str = "", confidence: float | None = None,
                       table_node: Any = None, short_axis: bool = True,
                       scene: Any = None) -> StoredMeasurement:
-    """Place the RECIST line(s) and write (or replace) the lesion/timepoint row."""
+    """Place the RECIST line(s) and write (or replace) the lesion/timepoint row.
+
+    One LD line per piece of a fragmented lesion (``"<name> LD"``, ``"<name> LD 2"`` …); LD
+    lines left from an earlier measurement with more pieces are removed."""
     scene = scene or get_scene()
     row = measurement_row(measurement, lesion_id, timepoint, source, confidence)
     name = lesion_segment_name(lesion_id, timepoint)
-    long_node = recist_line(measurement.long_axis_ras, f"{name} LD", scene)
+    axes = [p.long_axis_ras for p in measurement.pieces[1:]]
+    long_nodes = [recist_line(measurement.long_axis_ras, f"{name} LD", scene)]
+    long_nodes += [recist_line(ends, fragment_line_name(name, n), scene) for n, ends in enumerate(axes, 2)]
+    _remove_fragment_lines(scene, name, keep=len(long_nodes))
     short_node = recist_line(measurement.short_axis_ras, f"{name} SA", scene) if short_axis else None
     table_node = table_node or measurements_table(scene)
     upsert_measurement_row(table_node, row)
-    return StoredMeasurement(long_node, short_node, table_node, row)
+    return StoredMeasurement(long_nodes[0], short_node, table_node, row, tuple(long_nodes))
+
+
+def fragment_line_name(segment_name: str, number: int) -> str:
+    """The LD line of a fragmented lesion's ``number``-th piece (2, 3 …; the largest is ``"… LD"``)."""
+    return f"{segment_name} LD {number}"
+
+
+def _remove_fragment_lines(scene: Any, segment_name: str, keep: int) -> None:
+    """Remove ``"<segment_name> LD n"`` lines with n > ``keep`` (pieces no longer there)."""
+    pattern = re.compile(re.escape(segment_name) + r" LD (\d+)")
+    nodes = scene.GetNodesByClass("vtkMRMLMarkupsLineNode")
+    stale = []
+    for index in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(index)
+        found = pattern.fullmatch(node.GetName() or "")
+        if found and int(found.group(1)) > keep:
+            stale.append(node)
+    for node in stale:
+        scene.RemoveNode(node)
 
 
 def recist_line(endpoints_ras: tuple[Any, Any], name: str, scene: Any = None) -> Any:
