@@ -14,6 +14,9 @@ and the report lists each focus with its own measurements under ``foci``.
 whole scan and each connected lesion becomes a measured proposal (P1, P2, … by volume); the
 mask holds value n for proposal Pn (a .seg.nrrd gets one segment per proposal). Proposals are
 only reported and written, never added to a case: the user decides.
+
+``--batch LIST.csv --out-dir DIR`` segments every lesion of a CSV list (or, for nnU-Net, every
+scan of a folder) with one loaded model: :mod:`DTTLib.cli.segment_batch`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment", help="segment a lesion in 3-D from one box (LiteMedSAM, MedSAM or threshold), "
                         "or all lesions of a scan with nnU-Net (no box)")
-    parser.add_argument("image", help="3-D image file (NRRD, NIfTI, MetaImage) or DICOM folder")
+    parser.add_argument("image", nargs="?", help="3-D image file (NRRD, NIfTI, MetaImage) or DICOM folder")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--box", action="append",
                        help="I0,J0,K0,I1,J1,K1 voxel indices, inclusive (K0==K1: propagate). Repeat it, one box "
@@ -75,6 +78,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", help="write the mask here (.nii.gz, .nii, .nrrd or .seg.nrrd)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    batch = parser.add_argument_group("many lesions, one loaded model (instead of IMAGE and --box)")
+    batch.add_argument("--batch", metavar="LIST.csv",
+                       help="CSV with columns image, box (or box_ras) and optional lesion, organ, out: one row per "
+                            "box, rows with the same image and lesion are pieces of one lesion; paths relative to "
+                            "the CSV. With --model nnunet:... the boxes are left out, or give a folder of scans")
+    batch.add_argument("--out-dir", help="--batch: folder for the masks and measurements.csv (created if missing)")
+    batch.add_argument("--resume", action="store_true",
+                       help="--batch: keep lesions that measurements.csv in --out-dir lists as done")
     parser.set_defaults(handler=run)
 
 
@@ -232,14 +243,22 @@ def write_mask(mask: Any, image: Any, path: str, name: str = "Lesion") -> Path:
     return write_image(labels, target)
 
 
+def _check_model_name(model: str) -> bool:
+    """True for an nnU-Net model; a clear error for an unknown one."""
+    from DTTLib.errors import InputError  # noqa: PLC0415
+
+    is_nnunet = model.lower().startswith(NNUNET_PREFIX)
+    if not is_nnunet and model not in MODELS:
+        raise InputError(f"unknown model '{model}'",
+                         f"choose one of {', '.join(MODELS)} or nnunet:<model folder or catalog id>")
+    return is_nnunet
+
+
 def _check_model(args: argparse.Namespace) -> bool:
     """True for an nnU-Net model; a clear error for an unknown model or a missing/extra box."""
     from DTTLib.errors import InputError  # noqa: PLC0415
 
-    is_nnunet = args.model.lower().startswith(NNUNET_PREFIX)
-    if not is_nnunet and args.model not in MODELS:
-        raise InputError(f"unknown model '{args.model}'",
-                         f"choose one of {', '.join(MODELS)} or nnunet:<model folder or catalog id>")
+    is_nnunet = _check_model_name(args.model)
     has_box = args.box is not None or args.box_ras is not None
     if is_nnunet and has_box:
         raise InputError("nnU-Net segments the whole scan and takes no box",
@@ -438,8 +457,18 @@ def model_fields(model: str, segmenter: Any, settings: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
+    from DTTLib.errors import InputError  # noqa: PLC0415
     from DTTLib.imaging.io import read_image  # noqa: PLC0415
 
+    if args.batch:
+        from DTTLib.cli.segment_batch import run_batch  # noqa: PLC0415
+
+        _check_model_name(args.model)
+        return run_batch(args)
+    if not args.image:
+        raise InputError("no image to segment", "give IMAGE with --box, or --batch LIST.csv --out-dir DIR")
+    if args.out_dir or args.resume:
+        raise InputError("--out-dir and --resume belong to --batch", "use --out for one lesion's mask")
     is_nnunet = _check_model(args)
     if is_nnunet and "torch" not in sys.modules:
         # OpenMP threads sleep while waiting instead of spinning: on a busy 2-core machine spinning
