@@ -128,3 +128,19 @@ def test_single_timepoint_and_bad_input():
         build_twin(TwinInputs("P", [TimepointInfo(0), TimepointInfo(9)], [M("L1", 1, 22.0)]))
     with pytest.raises(InputError, match="timepoint 3"):
         build_twin(TwinInputs("P", [TimepointInfo(0)], [M("L1", 0, 22.0), M("L1", 3, 20.0)]))
+
+
+def test_a_fragmented_lesion_mask_enters_the_twin_with_its_summed_ld_and_says_so(shared_data):
+    from DTTLib.imaging import read_image  # noqa: PLC0415
+    from DTTLib.measurement import measure_lesion  # noqa: PLC0415
+    from DTTLib.twin.from_masks import TimepointMasks, measure_timepoint  # noqa: PLC0415
+
+    label = read_image(shared_data / "imaging" / "brain1_label.nrrd")  # two pieces apart in 3-D
+    _, (measured,) = measure_timepoint(TimepointMasks(0.0, label, {"L1": label.array}, source="t0"), 0)
+    m = measure_lesion(label.array, label)
+    assert len(m.pieces) == 2
+    assert measured.ld_mm == round(m.pieces[0].longest_diameter_mm + m.pieces[1].longest_diameter_mm, 2)
+    assert measured.sa_mm == round(m.pieces[0].short_axis_mm, 2)
+    assert measured.source.startswith(
+        f"t0 segment 'L1': LD summed over 2 pieces, SA of the largest on slice k={m.pieces[0].slice_index} (")
+    assert "RECIST fragments" in measured.source

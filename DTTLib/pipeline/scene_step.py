@@ -73,7 +73,8 @@ def build_scene(patient: str, timepoint_labels: list[str], days: list[float], im
                 write_lesion_anatomy(segmentation.GetSegmentation().GetSegment(segment_id), *anatomy[lesion])
             if (lesion, label) in measurements:
                 stored = store_measurement(measurements[(lesion, label)], lesion, label, source="AI-suggested")
-                entry.lines[lesion] = [n for n in (stored.long_axis_node, stored.short_axis_node) if n is not None]
+                # a fragmented lesion has one LD line per piece (each labelled with its piece's LD)
+                entry.lines[lesion] = [n for n in (*stored.long_axis_nodes, stored.short_axis_node) if n is not None]
                 if stored.short_axis_node is not None:  # one length label per lesion keeps pictures readable
                     stored.short_axis_node.GetDisplayNode().SetPropertiesLabelVisibility(False)
                 for line in entry.lines[lesion]:
@@ -133,7 +134,9 @@ def render_lesion_views(scene: RunScene, measurements: dict[tuple[str, str], Les
                     continue
                 start, end = (np.asarray(p) for p in measurement.long_axis_ras)
                 centre = tuple((start + end) / 2)
-                fov = max(60.0, 3.0 * measurement.longest_diameter_mm)
+                # the picture shows the largest piece's line: a fragmented lesion's LD is a sum over pieces
+                main = measurement.pieces[0] if measurement.pieces else measurement
+                fov = max(60.0, 3.0 * main.longest_diameter_mm)
                 path = out_dir / f"{lesion}_{label}.png"
                 renderer.render_png(SliceView(entry.volume, centre, "Axial", (size_px, size_px), fov), path)
                 pictures[(lesion, label)] = path

@@ -37,7 +37,9 @@ def measure_timepoint(tp: TimepointMasks, index: int) -> tuple[TimepointLesions,
             continue
         m = measure_lesion(mask, tp.scan)
         observations.append(observation_from_mask(lid, index, mask, tp.scan))
-        src = (f"{tp.source or tp.scan.name} segment '{lid}': LD/SA on slice k={m.slice_index}"
+        where = (f"LD/SA on slice k={m.slice_index}" if len(m.pieces) <= 1 else  # fragments: LD is a sum
+                 f"LD summed over {len(m.pieces)} pieces, SA of the largest on slice k={m.slice_index}")
+        src = (f"{tp.source or tp.scan.name} segment '{lid}': {where}"
                + (f" ({'; '.join(m.notes)})" if m.notes else ""))
         nodal = lid in tp.nodal
         measurements.append(LesionMeasurement(lid, index, round(m.longest_diameter_mm, 2),
