@@ -163,7 +163,8 @@ def test_a_batch_gives_the_masks_single_runs_give(shared_data, tmp_path):
     run = dtt_segment("--batch", str(write_csv(tmp_path / "list.csv", rows)), "--out-dir", str(out_dir))
     assert run.returncode == 0, run.stderr
     listed = {row["image"].split("/")[-1]: row for row in table(out_dir)}
-    assert listed["brain1_image.nrrd"]["pieces"] == "2" and listed["brain2_image.nrrd"]["pieces"] == "1"
+    assert listed["brain1_image.nrrd"]["boxes"] == "2" and listed["brain2_image.nrrd"]["boxes"] == "1"
+    assert listed["brain1_image.nrrd"]["pieces"] == "2"  # the two foci do not touch: RECIST fragments
     single = tmp_path / "single.nii.gz"
     alone = dtt_segment(str(shared_data / "imaging" / "brain2_image.nrrd"), "--box", single_box, "--out", str(single),
                         "--json")

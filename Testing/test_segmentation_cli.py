@@ -159,6 +159,11 @@ def test_one_box_per_focus_segments_a_lesion_in_two_separate_pieces(shared_data,
     assert report["voxels"] == int(mask.sum()) <= sum(f["voxels"] for f in report["foci"])
     for focus, piece in zip(report["foci"], (pieces == 1, pieces == 2)):
         assert focus["voxels"] > 0.5 * piece.sum()  # each box found its own piece
+    # the foci do not touch, so the union is a fragmented lesion: RECIST adds the pieces' LDs
+    assert len(report["pieces"]) == 2
+    assert report["longest_diameter_mm"] == pytest.approx(sum(p["longest_diameter_mm"] for p in report["pieces"]))
+    assert sorted(p["longest_diameter_mm"] for p in report["pieces"]) == pytest.approx(
+        sorted(f["longest_diameter_mm"] for f in report["foci"]))
     one_path = tmp_path / "main_focus.nii.gz"
     one = dtt(str(image_path), "--box", boxes[1], "--json", "--out", str(one_path))
     assert one.returncode == 0, one.stderr

@@ -213,8 +213,14 @@ def measurements(mask: Any, image: Any) -> dict[str, Any]:
     found = measure_lesion(mask, image)
     result["longest_diameter_mm"] = float(found.longest_diameter_mm)
     result["short_axis_mm"] = float(found.short_axis_mm)
-    result["diameter_slice"] = int(found.slice_index)
+    result["diameter_slice"] = int(found.slice_index)  # of the largest piece when there are several
     result["centroid_ras"] = [float(v) for v in found.centroid_ras]
+    if len(found.pieces) > 1:  # RECIST fragments: the LD above is the sum of these
+        result["pieces"] = [{"voxels": piece.voxels, "longest_diameter_mm": float(piece.longest_diameter_mm),
+                             "short_axis_mm": float(piece.short_axis_mm), "diameter_slice": int(piece.slice_index),
+                             "centroid_ras": [float(v) for v in piece.centroid_ras]} for piece in found.pieces]
+    if found.notes:
+        result["notes"] = list(found.notes)
     return result
 
 
@@ -431,8 +437,8 @@ def lesion_summary(image: Any, mask: Any, boxes: list[Any], focus_masks: list[An
 
     ks = np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]
     summary: dict[str, Any] = measurements(mask, image)
-    if len(boxes) > 1:  # a lesion in several pieces: each focus measured too (RECIST: separate lesions, or
-        # fragments whose longest diameters are added — as the protocol says; the union's LD spans pieces)
+    if len(boxes) > 1:  # one box per focus: each focus's own mask measured too (its pieces, when the
+        # foci do not touch, are the union's RECIST fragments: their LDs add up to the union's)
         summary["foci"] = [{"box_ijk": [b.i0, b.j0, b.k0, b.i1, b.j1, b.k1], "voxels": int(np.count_nonzero(m)),
                             **measurements(np.asarray(m, dtype=np.uint8), image)}
                            for b, m in zip(boxes, focus_masks)]

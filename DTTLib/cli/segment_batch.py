@@ -30,7 +30,7 @@ from DTTLib.segmentation.batch_list import BatchLesion, read_batch_list
 
 TABLE = "measurements.csv"
 COLUMNS = ("image", "lesion", "status", "error", "out", "longest_diameter_mm", "short_axis_mm", "volume_mm3",
-           "diameter_slice", "first_slice", "last_slice", "voxels", "pieces", "centroid_r", "centroid_a",
+           "diameter_slice", "first_slice", "last_slice", "voxels", "boxes", "pieces", "centroid_r", "centroid_a",
            "centroid_s", "confidence", "model", "device", "seconds", "csv_lines")
 IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -105,7 +105,7 @@ def _row(lesion: BatchLesion, image_name: str, /, **fields: Any) -> dict[str, An
     rounded = {key: round(value, DECIMALS[key]) if key in DECIMALS and isinstance(value, float) else value
                for key, value in fields.items()}
     return {"image": image_name, "lesion": lesion.lesion, "csv_lines": " ".join(map(str, lesion.lines)),
-            "pieces": len(lesion.boxes) or "", **rounded}
+            "boxes": len(lesion.boxes) or "", **rounded}
 
 
 def _measured_row(lesion: BatchLesion, image_name: str, summary: dict[str, Any], out: str,
@@ -113,6 +113,7 @@ def _measured_row(lesion: BatchLesion, image_name: str, summary: dict[str, Any],
     centroid = summary.get("centroid_ras") or ["", "", ""]
     slices = summary.get("slices") or ["", ""]
     return _row(lesion, image_name, status="ok", error="", out=out, seconds=round(seconds, 2),
+                pieces=len(summary.get("pieces", [])) or (1 if summary.get("voxels") else 0),
                 **{key: summary.get(key, "") for key in ("longest_diameter_mm", "short_axis_mm", "volume_mm3",
                                                          "diameter_slice", "voxels", "model", "device")},
                 first_slice=slices[0], last_slice=slices[1],
