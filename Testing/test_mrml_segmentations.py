@@ -42,6 +42,21 @@ def test_replacing_a_segment_keeps_its_id(mrml):
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
 
 
+def test_an_empty_mask_clears_a_segment_and_other_segments_stay(mrml):
+    """A lesion that disappeared (allow_empty) must not keep its old voxels; terminology None keeps
+    the segment's own tag."""
+    reference = add_volume_node(oblique_volume())
+    segmentation = add_segmentation_node(reference)
+    other = np.zeros_like(ellipsoid_mask())
+    other[0, 0, 0] = 1
+    set_segment_mask(segmentation, ellipsoid_mask(), "L1", reference, terminology="custom")
+    set_segment_mask(segmentation, other, "L2", reference)
+    set_segment_mask(segmentation, np.zeros_like(other), "L1", reference, terminology=None, allow_empty=True)
+    assert not get_segment_mask(segmentation, "L1", reference).any()
+    assert np.array_equal(get_segment_mask(segmentation, "L2", reference), other)
+    assert {info.name: info.terminology for info in list_segments(segmentation)}["L1"] == "custom"
+
+
 def test_expert_label_of_real_mr_survives_exactly(mrml, brain_pair):
     from DTTLib.mrml.storage import load_volume
     import slicer

@@ -43,8 +43,9 @@ def add_segmentation_node(reference_volume_node: Any, name: str = "Segmentation"
 
 def set_segment_mask(segmentation_node: Any, mask: np.ndarray, segment_name: str,
                      reference_volume_node: Any, color: tuple[float, float, float] | None = None,
-                     terminology: str = LESION_TERMINOLOGY, allow_empty: bool = False) -> str:
-    """Create or replace the segment ``segment_name`` from a (k, j, i) mask; returns its id."""
+                     terminology: str | None = LESION_TERMINOLOGY, allow_empty: bool = False) -> str:
+    """Create or replace the segment ``segment_name`` from a (k, j, i) mask; returns its id.
+    ``terminology`` None keeps the segment's own (e.g. when only its voxels change)."""
     slicer = import_slicer()
     mask = np.asarray(mask)
     expected = tuple(reversed(reference_volume_node.GetImageData().GetDimensions()))
@@ -63,13 +64,15 @@ def set_segment_mask(segmentation_node: Any, mask: np.ndarray, segment_name: str
                          "to record a lesion that has disappeared)")
     segmentation = segmentation_node.GetSegmentation()
     segment_id = segmentation.GetSegmentIdBySegmentName(segment_name)
-    if not segment_id:
+    existed = bool(segment_id)
+    if not existed:
         segment_id = segmentation.AddEmptySegment("", segment_name)
     segment = segmentation.GetSegment(segment_id)
     if color is not None:
         segment.SetColor(*color)
-    segment.SetTag("TerminologyEntry", terminology)
-    if binary.any():
+    if terminology is not None:
+        segment.SetTag("TerminologyEntry", terminology)
+    if binary.any() or existed:  # an empty mask must also clear a segment that had voxels
         slicer.util.updateSegmentBinaryLabelmapFromArray(
             binary, segmentation_node, segment_id, reference_volume_node)
     return segment_id
