@@ -33,6 +33,8 @@ def _makeDTTLibImportable() -> None:
 EDGE_REFINEMENT_RULES = ("auto", "on", "off")
 #: Qt settings key of the "Prepare nearby slices while the box is drawn" check box.
 PREFETCH_SETTING = "DTTSegmentation/PrepareNearbySlices"
+#: how results treat other segments' voxels: "editor" (the Segment Editor's masking), "none" or "all"
+OTHER_SEGMENTS_SETTING = "DTTSegmentation/OtherSegments"
 #: Milliseconds the box must stay still before its slices are prepared (dragging fires many events).
 PREFETCH_DELAY_MS = 600
 #: The organ of a lymph node whose organ was left empty (the main module reads it the same way).
@@ -173,9 +175,21 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             form.addRow(box)
             return box
 
-        self.overwriteCheck = checkBox(_("Overwrite voxels of other segments"), _(
-            "Off (default): voxels already in other segments are left to them, as the Segment Editor's "
-            "'overwrite: none' masking does"))
+        self.otherSegmentsCombo = qt.QComboBox()
+        for text, key in ((_("As set in the Segment Editor (masking)"), "editor"),
+                          (_("Leave their voxels to them"), "none"),
+                          (_("Take their voxels (removed from them)"), "all")):
+            self.otherSegmentsCombo.addItem(text, key)
+        self.otherSegmentsCombo.toolTip = _(
+            "Where the model's result may be written and what happens to voxels other segments already hold. "
+            "'As set in the Segment Editor' uses its Masking section (editable area, intensity range, modify other "
+            "segments); before the Segment Editor was opened, other segments keep their voxels. The status line says "
+            "how many voxels were taken from, or left to, other segments. One undo step restores them.")
+        saved = str(qt.QSettings().value(OTHER_SEGMENTS_SETTING, "editor"))
+        self.otherSegmentsCombo.currentIndex = max(0, self.otherSegmentsCombo.findData(saved))
+        form.addRow(_("Other segments:"), self.otherSegmentsCombo)
+        self.otherSegmentsCombo.connect("currentIndexChanged(int)", lambda index: qt.QSettings().setValue(
+            OTHER_SEGMENTS_SETTING, self.otherSegmentsCombo.currentData))
         self.addPieceCheck = checkBox(_("Add to the lesion's segment (a separate piece)"), _(
             "For a lesion in separate pieces (e.g. a satellite focus that does not touch the main mass): each box "
             "reaches only the piece it is drawn on. Draw a box on the other piece and segment it with this on: it "
@@ -442,6 +456,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             refineEdges = edgeRefinementOverride(node.refineEdges)
             organ, lymphNode = node.organ, node.lymphNode
             addPiece = self.addPieceCheck.checked
+            masking = self.logic.masking(self.otherSegmentsCombo.currentData)
 
         def compute(progress, should_cancel):
             return self.logic.computeLesion(image, box, segmenter, mode, progress=progress,
@@ -452,8 +467,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
                 self._checkStillInScene(volume, segmentation)
                 stored = self.logic.storeLesion(computed, image, volume, segmentation, lesionId, timepointLabel,
-                                                self.overwriteCheck.checked, organ=organ, lymphNode=lymphNode,
-                                                addToExisting=addPiece)
+                                                organ=organ, lymphNode=lymphNode, addToExisting=addPiece,
+                                                masking=masking)
                 self._showStoredLesion(stored, computed)
                 if addPiece:
                     self.addPieceCheck.checked = False  # one piece per tick: the next run replaces again
@@ -467,6 +482,13 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if stored.withheld_voxels else ""
         if stored.added_to:
             kept += _("; added to the {n} voxels the segment already had").format(n=stored.added_to)
+        if stored.taken:
+            kept += _("; took {parts}").format(parts=", ".join(
+                _("{n} voxels from '{name}'").format(n=n, name=name) for name, n in stored.taken))
+        if stored.outside_editable:
+            kept += _("; {n} voxels outside the editable area left out").format(n=stored.outside_editable)
+        if stored.taken or stored.outside_editable or stored.withheld_voxels:
+            kept += _(" ({masking})").format(masking=stored.masking)
         self.ui.statusLabel.text = _(
             "{name}: {volume:.0f} mm³, slices {slices}{note}{kept}; outline: {outline}").format(
             name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept,
@@ -543,7 +565,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             segmenter = self.logic.segmenter(model)
             refineEdges = edgeRefinementOverride(node.refineEdges)
             organ = self.logic.segmentLesionOrgan(segmentation, segmentId, node.organ, node.lymphNode)
-            overwriteOthers = self.overwriteCheck.checked
+            masking = self.logic.masking(self.otherSegmentsCombo.currentData)
             name = segmentation.GetSegmentation().GetSegment(segmentId).GetName()
             self.ui.statusLabel.text = _("{name}: re-running from slice k={k}…").format(name=name, k=k)
 
@@ -558,7 +580,8 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             with slicer.util.tryWithErrorDisplay(_("Failed to store the lesion."), waitCursor=True):
                 self._checkStillInScene(volume, segmentation)
-                stored = self.logic.storeRecomputed(computed, image, volume, segmentation, segmentId, overwriteOthers)
+                stored = self.logic.storeRecomputed(computed, image, volume, segmentation, segmentId,
+                                                    masking=masking)
                 self._showStoredLesion(stored, computed)
 
         self._runInBackground(compute, finish, _("Failed to re-run the lesion from this slice: {error}"))
@@ -1053,15 +1076,29 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
         return compute_lesion(image, box, segmenter, mode, progress, should_cancel, organ=organ or "",
                               refine_edges=refineEdges)
 
+    @staticmethod
+    def masking(choice: str = "editor"):
+        """How a result treats other segments: "editor" — the Segment Editor's masking settings (editable
+        area, intensity range, overwrite mode), or "none" (leave their voxels) before it was ever opened;
+        "none"; "all" (take their voxels)."""
+        from DTTLib.mrml.editor_masking import LEAVE_OTHERS, TAKE_FROM_ALL, masking_from_editor, segment_editor_node
+
+        if choice == "all":
+            return TAKE_FROM_ALL
+        editor = segment_editor_node(slicer.mrmlScene) if choice == "editor" else None
+        return masking_from_editor(editor) if editor is not None else LEAVE_OTHERS
+
     def storeLesion(self, computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
-                    overwriteOthers=False, organ="", lymphNode=False, addToExisting=False):
-        """GUI thread: one undo step, other segments' voxels respected unless overwriteOthers. The
+                    overwriteOthers=False, organ="", lymphNode=False, addToExisting=False, masking=None):
+        """GUI thread: one undo step, other segments' voxels respected unless overwriteOthers, or as
+        ``masking`` says (see masking(): e.g. the Segment Editor's settings). The
         segment gets the lesion's organ and lymph-node tags (see writeLesionAnatomy). addToExisting:
         the mask is another piece of the lesion and is added to its segment instead of replacing it."""
         from DTTLib.segmentation.scene import store_lesion
 
         stored = store_lesion(computed, image, volumeNode, segmentationNode, lesionId, timepointLabel,
-                              overwriteOthers, scene=slicer.mrmlScene, add_to_existing=addToExisting)
+                              overwriteOthers, scene=slicer.mrmlScene, add_to_existing=addToExisting,
+                              masking=masking)
         self.writeLesionAnatomy(segmentationNode, stored.segment_id, organ, lymphNode)
         return stored
 
@@ -1174,7 +1211,8 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
         return recompute_from_outline(image, k, outline, segmenter, progress, should_cancel, organ=organ or "",
                                       refine_edges=refineEdges, guide=guide)
 
-    def storeRecomputed(self, computed, image, volumeNode, segmentationNode, segmentId, overwriteOthers=False):
+    def storeRecomputed(self, computed, image, volumeNode, segmentationNode, segmentId, overwriteOthers=False,
+                        masking=None):
         """GUI thread: the recomputed lesion replaces the SAME segment, by the 3-D action's store
         (store_lesion: one undo step, other segments' voxels respected unless overwriteOthers). The
         segment keeps its organ / lymph-node tags."""
@@ -1191,7 +1229,7 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
             raise InputError(f"segment '{segment.GetName()}' is not named '<lesion id> @ <timepoint>'",
                              "rename it, e.g. 'L1 @ t0'")
         return store_lesion(computed, image, volumeNode, segmentationNode, parsed[0], parsed[1], overwriteOthers,
-                            scene=slicer.mrmlScene)
+                            scene=slicer.mrmlScene, masking=masking)
 
     def recomputeFromSlice(self, volumeNode, segmentationNode, segmentId, k, segmenter="litemedsam", progress=None,
                            should_cancel=None, refineEdges=None, organ="", lymphNode=False, overwriteOthers=False):
@@ -1296,6 +1334,7 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.test_PrepareSlicesWhileDrawing(lesion)
         self.test_ModelWeights()
         self.test_AddPieceToLesion()
+        self.test_FollowsSegmentEditorMasking()
         self.test_SegmentEveryFrame()
         self.test_NnUNetProposals()
 
@@ -1476,6 +1515,47 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         replaced = logic.storeLesion(pieces[1], image, volume, segmentation, "L7", "t1", organ="brain")
         self.assertEqual((replaced.voxels, replaced.added_to), (72, 0))
         self.delayDisplay("Add piece test passed")
+
+    def test_FollowsSegmentEditorMasking(self):
+        """'As set in the Segment Editor': before the editor exists other segments keep their voxels;
+        with its 'overwrite all' the result takes them (and says so); with 'outside all segments' as the
+        editable area it never enters another segment."""
+        import numpy as np
+
+        from DTTLib.imaging import ImageVolume
+        from DTTLib.mrml.segmentations import get_segment_mask, set_segment_mask
+        from DTTLib.mrml.volumes import add_volume_node
+        from DTTLib.segmentation.scene import ComputedLesion
+
+        image = ImageVolume(np.zeros((4, 20, 20), np.float32), (1.0, 1.0, 2.0))
+        volume = add_volume_node(image, "Masking")
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Masking lesions")
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        other = np.zeros(image.array.shape, np.uint8)
+        other[1:3, 4:8, 4:8] = 1
+        set_segment_mask(segmentation, other, "Organ", volume)
+        lesion = np.zeros(image.array.shape, np.uint8)
+        lesion[1:3, 6:12, 6:12] = 1
+        computed = ComputedLesion(lesion, (1, 2), False, "litemedsam", "cpu")
+        overlap = int((lesion & other).sum())
+        logic = DTTSegmentationLogic()
+        for editor in slicer.util.getNodesByClass("vtkMRMLSegmentEditorNode"):
+            slicer.mrmlScene.RemoveNode(editor)
+        left = logic.storeLesion(computed, image, volume, segmentation, "M1", "t0", masking=logic.masking("editor"))
+        self.assertEqual((left.withheld_voxels, left.taken), (overlap, ()))
+        editor = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+        editor.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments)
+        taken = logic.storeLesion(computed, image, volume, segmentation, "M1", "t0", masking=logic.masking("editor"))
+        self.assertEqual(dict(taken.taken), {"Organ": overlap})
+        self.assertEqual(int(get_segment_mask(segmentation, "Organ", volume).sum()), int(other.sum()) - overlap)
+        set_segment_mask(segmentation, other, "Organ", volume)
+        editor.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments)
+        outside = logic.storeLesion(computed, image, volume, segmentation, "M1", "t0", masking=logic.masking("editor"))
+        self.assertEqual((outside.outside_editable, outside.taken), (overlap, ()))
+        self.assertEqual(int(get_segment_mask(segmentation, "Organ", volume).sum()), int(other.sum()))
+        slicer.mrmlScene.RemoveNode(editor)
+        self.delayDisplay("Segment Editor masking test passed")
 
     def test_SegmentEveryFrame(self):
         """A lesion that moves between the frames of a volume sequence is found on each frame, and

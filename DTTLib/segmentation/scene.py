@@ -31,6 +31,9 @@ class StoredModelLesion:
     volume_mm3: float
     withheld_voxels: int    # voxels other segments own and were left to them
     added_to: int = 0       # voxels the segment already held when this piece was added to it
+    outside_editable: int = 0  # result voxels outside the editable area (Segment Editor masking), dropped
+    taken: tuple[tuple[str, int], ...] = ()  # (other segment's name, voxels it gave up to this one)
+    masking: str = ""       # the masking applied, in words (Masking.describe)
 
 
 def lesion_settings(image: Any, mode: str = "3d", organ: str = "", refine_edges: bool | None = None) -> Any:
@@ -107,30 +110,47 @@ def owned_by_others(segmentation_node: Any, segment_name: str, reference_volume_
 
 def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segmentation_node: Any,
                  lesion_id: str, timepoint_label: str, overwrite_others: bool = False,
-                 scene: Any = None, add_to_existing: bool = False) -> StoredModelLesion:
+                 scene: Any = None, add_to_existing: bool = False, masking: Any = None) -> StoredModelLesion:
     """Write the mask as segment "<lesion> @ <timepoint>" with terminology, one undo step.
 
-    By default (like the Segment Editor's "overwrite: none" masking) voxels already owned by
-    other segments are left to them and counted in ``withheld_voxels``; ``overwrite_others``
-    takes them (and they are removed from the other segments by the caller's editor rules).
+    ``masking`` (:class:`DTTLib.mrml.editor_masking.Masking`, e.g. the Segment Editor's settings)
+    decides where the mask may go and which other segments give up voxels to it. Without it, voxels
+    already owned by other segments are left to them (the editor's "overwrite: none") and counted in
+    ``withheld_voxels``; ``overwrite_others`` takes them from every other segment instead. Voxels
+    taken are removed from those segments in the same undo step and counted per segment in
+    ``taken``; voxels outside the editable area are dropped and counted in ``outside_editable``.
     ``add_to_existing``: the mask is another piece of a lesion already segmented (a satellite
     focus one box cannot reach: propagation keeps the component containing its seed), so it is
     added to the segment instead of replacing it.
     """
     from DTTLib.measurement import mask_volume_mm3  # noqa: PLC0415
+    from DTTLib.mrml.editor_masking import LEAVE_OTHERS, TAKE_FROM_ALL, editable_area, plan_write  # noqa: PLC0415
     from DTTLib.mrml.lesions import lesion_segment_name  # noqa: PLC0415
     from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
-    from DTTLib.mrml.segmentations import get_segment_mask, set_segment_mask  # noqa: PLC0415
+    from DTTLib.mrml.segmentations import get_segment_mask, list_segments, set_segment_mask  # noqa: PLC0415
 
+    masking = masking or (TAKE_FROM_ALL if overwrite_others else LEAVE_OTHERS)
     name = lesion_segment_name(lesion_id, timepoint_label)
-    mask = computed.mask > 0
-    withheld = 0
-    if not overwrite_others:
-        others = owned_by_others(segmentation_node, name, volume_node)
-        withheld = int((mask & others).sum())
-        mask = mask & ~others
-    existing = 0
     segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    display = segmentation_node.GetDisplayNode()
+    others, visible, names = {}, set(), {}
+    for info in list_segments(segmentation_node):
+        if info.name != name:
+            others[info.segment_id] = get_segment_mask(segmentation_node, info.segment_id, volume_node) > 0
+            names[info.segment_id] = info.name
+            if display is None or display.GetSegmentVisibility(info.segment_id):
+                visible.add(info.segment_id)
+    editable = editable_area(segmentation_node, volume_node, masking, segment_id) if masking.restricts_area else None
+    plan = plan_write(computed.mask, others, visible, masking, editable)
+    mask = plan.mask
+    if computed.mask.any() and not mask.any() and not add_to_existing:
+        from DTTLib.errors import InputError  # noqa: PLC0415
+
+        raise InputError(f"none of the lesion's {int((computed.mask > 0).sum())} voxels may be written to '{name}' "
+                         f"({plan.outside_editable} outside the editable area, {plan.withheld} owned by other "
+                         f"segments; masking: {masking.describe()})",
+                         "change the editable area or overwrite mode (Segment Editor, or this module's choice)")
+    existing = 0
     if add_to_existing and segment_id:
         before = get_segment_mask(segmentation_node, segment_id, volume_node) > 0
         existing = int(before.sum())
@@ -139,5 +159,11 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
     if segmentation_node.GetNodeReference("referenceImageGeometryRef") is None:
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     segment_id = set_segment_mask(segmentation_node, mask.astype(np.uint8), name, volume_node)
+    for other_id, taken in plan.takes.items():
+        segment = segmentation_node.GetSegmentation().GetSegment(other_id)
+        set_segment_mask(segmentation_node, (others[other_id] & ~taken).astype(np.uint8), segment.GetName(),
+                         volume_node, terminology=None, allow_empty=True)
     return StoredModelLesion(segment_id, name, int(mask.sum()), mask_volume_mm3(mask.astype(np.uint8), image),
-                             withheld, existing)
+                             plan.withheld, existing, plan.outside_editable,
+                             tuple((names[other_id], int(taken.sum())) for other_id, taken in plan.takes.items()),
+                             masking.describe())
