@@ -492,7 +492,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = _(
             "{name}: {volume:.0f} mm³, slices {slices}{note}{kept}; outline: {outline}").format(
             name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept,
-            outline=computed.outline)
+            outline=computed.outline) + "".join("\n" + text for text in getattr(computed, "notes", ()))
 
     def onSegmentEveryFrame(self) -> None:
         """The lesion on every frame of the scan's sequence: frames are read here, segmented in a

@@ -455,10 +455,13 @@ def lesion_summary(image: Any, mask: Any, boxes: list[Any], focus_masks: list[An
 def model_fields(model: str, segmenter: Any, settings: Any) -> dict[str, Any]:
     """Which model ran where, and with which slice preparation (None for the threshold model)."""
     box_model = segmenter is not None
-    return {"model": model, "device": str(segmenter.device) if box_model else "cpu",
-            "window": settings.window if box_model else None,
-            "refine_edges": settings.refine_edges if box_model else None,
-            "denoise_mm": settings.denoise_mm if box_model else None}
+    fields = {"model": model, "device": str(segmenter.device) if box_model else "cpu",
+              "window": settings.window if box_model else None,
+              "refine_edges": settings.refine_edges if box_model else None,
+              "denoise_mm": settings.denoise_mm if box_model else None}
+    if box_model and getattr(segmenter, "memory_notes", None):  # GPU memory changed the work: say how
+        fields["memory_notes"] = list(segmenter.memory_notes)
+    return fields
 
 
 def run(args: argparse.Namespace) -> int:

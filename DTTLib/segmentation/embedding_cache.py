@@ -76,6 +76,9 @@ class CachedEncoding:
     def _start_cache(self, capacity: int) -> None:
         self._cache = EmbeddingCache(capacity)
         self._inference = threading.Lock()
+        self._batch_limit = 0  # slices per encoder call after an out-of-memory error (0: no limit)
+        #: how GPU memory changed the work ("batches of 2", "moved to the CPU"), for the user to see
+        self.memory_notes: list[str] = []
 
     @property
     def cache_hits(self) -> int:
@@ -100,6 +103,40 @@ class CachedEncoding:
     def _encode_missing(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
         raise NotImplementedError
 
+    def _fall_back_to_cpu(self) -> bool:
+        """Move the model to the CPU after the GPU ran out of memory on a single slice; a backend
+        that can do so returns True (its cached embeddings lived on the GPU: it clears them)."""
+        return False
+
+    def _encode_within_memory(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
+        """``_encode_missing`` that survives GPU out-of-memory: the batch is halved (and stays that
+        small for later calls); at one slice the model moves to the CPU when the backend can, else
+        a clear error — never a crash that takes the user's scene with it."""
+        from DTTLib.errors import ResourceError  # noqa: PLC0415
+        from DTTLib.models.memory import is_out_of_memory, release_memory  # noqa: PLC0415
+
+        out: list[SliceEmbedding] = []
+        while len(out) < len(slices_rgb):
+            chunk = slices_rgb[len(out):len(out) + (self._batch_limit or len(slices_rgb))]
+            try:
+                out.extend(self._encode_missing(chunk))
+                continue
+            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+                if not is_out_of_memory(error):
+                    raise
+            release_memory()
+            if len(chunk) > 1:
+                self._batch_limit = len(chunk) // 2
+                self.memory_notes.append(f"GPU out of memory at {len(chunk)} slices: encoding {self._batch_limit} "
+                                         "at a time")
+            elif self._fall_back_to_cpu():
+                self.memory_notes.append("GPU out of memory for one slice: the model moved to the CPU (slower)")
+                out.clear()  # embeddings made so far live on the GPU; the CPU model encodes them again
+            else:
+                raise ResourceError("the GPU ran out of memory encoding one slice",
+                                    "close other programs that use the GPU, or choose the CPU (device cpu)")
+        return out
+
     def encode(self, slice_rgb: np.ndarray) -> SliceEmbedding:
         return self.encode_batch([slice_rgb])[0]
 
@@ -118,7 +155,7 @@ class CachedEncoding:
                     if results[index] is None:
                         todo.append(index)
             if todo:
-                for index, embedding in zip(todo, self._encode_missing([checked[index] for index in todo])):
+                for index, embedding in zip(todo, self._encode_within_memory([checked[index] for index in todo])):
                     results[index] = embedding
                     self._cache.put(keys[index], embedding)
         return results  # type: ignore[return-value]

@@ -180,6 +180,16 @@ class LiteMedSAMSegmenter(CachedEncoding):
             self._net = _build_net(self._torch, self.checkpoint, self.device, self.channels_last)
         return self._net
 
+    def _fall_back_to_cpu(self) -> bool:
+        """After a GPU out-of-memory on one slice: rebuild the network on the CPU (PyTorch eager)."""
+        if not str(self.device).startswith("cuda"):
+            return False
+        self.device = "cpu"
+        self._torch.set_num_threads(self.threads)
+        self._net = None
+        self.clear_cache()
+        return True
+
     # -- protocol (encode / encode_batch / the cache come from CachedEncoding) -------------
     def _checked_slice(self, slice_rgb: np.ndarray) -> np.ndarray:
         return _check_slice(slice_rgb)

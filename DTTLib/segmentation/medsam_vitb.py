@@ -100,6 +100,18 @@ class MedSAMViTB(CachedEncoding):
         self.input_size = _side(self.model.config.vision_config.image_size)
         self._start_cache(cache_slices)  # moving a box re-runs only the decoder; see CachedEncoding
 
+    def _fall_back_to_cpu(self) -> bool:
+        """After a GPU out-of-memory on one slice: the model continues on the CPU in fp32."""
+        import torch  # noqa: PLC0415
+
+        if not str(self.device).startswith("cuda"):
+            return False
+        self.model = self.model.to("cpu", dtype=torch.float32)
+        self.device, self.dtype = "cpu", torch.float32
+        self.__dict__.pop("_weight_cache", None)  # resize matrices were on the GPU too
+        self.clear_cache()
+        return True
+
     # -- the protocol -------------------------------------------------------------------
     def _encode_missing(self, slices_rgb: list[np.ndarray]) -> list[SliceEmbedding]:
         """Embeddings in batches of ``batch_size`` (the cache and the lock are CachedEncoding's)."""

@@ -21,6 +21,7 @@ class ComputedLesion:
     model: str
     device: str
     outline: str = "model"  # or "model; edges refined on N of M slices" (see PropagationResult)
+    notes: tuple[str, ...] = ()  # e.g. GPU memory ran out and the model moved to the CPU
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ def compute_lesion(image: Any, box: Any, segmenter: Any, mode: str = "3d",
         k = (box.k0 + box.k1) // 2
         box = VoxelBox(box.i0, box.j0, k, box.i1, box.j1, k)
     settings = lesion_settings(image, mode, organ, refine_edges)
+    earlier_notes = len(getattr(segmenter, "memory_notes", ()))
     result = propagate_box(image, box, segmenter, settings, progress=progress, should_cancel=should_cancel)
     return ComputedLesion(result.mask, result.slices, result.cancelled, segmenter.name, str(segmenter.device),
-                          result.outline)
+                          result.outline, tuple(getattr(segmenter, "memory_notes", ())[earlier_notes:]))
 
 
 def recompute_from_outline(image: Any, k: int, outline: np.ndarray, segmenter: Any,
