@@ -124,6 +124,23 @@ def test_bf16_casts_pixels_to_the_model_dtype(tiny_dir):
     assert half.decode(embedding, (20, 30, 100, 110)).mask.shape == (128, 160)
 
 
+def test_falling_back_to_the_cpu_gives_the_fp32_model(tiny_dir):
+    """After a GPU out-of-memory on one slice (CachedEncoding, tested with LiteMedSAM) a bf16 model
+    labelled cuda (no GPU here) continues on the CPU in fp32: same embedding as the fp32 model, and
+    nothing cached on the old device is reused."""
+    image = _slice((96, 120), seed=8)
+    reference = MedSAMViTB(tiny_dir, device="cpu").encode(image)
+    model = MedSAMViTB(tiny_dir, device="cpu", dtype="bf16")
+    model.encode(image)
+    assert model.is_encoded(image) and model.__dict__.get("_weight_cache")
+    model.device = "cuda"
+    assert model._fall_back_to_cpu() is True
+    assert model.device == "cpu" and model.dtype == torch.float32 and not model.is_encoded(image)
+    assert next(model.model.parameters()).dtype == torch.float32 and not model.__dict__.get("_weight_cache")
+    torch.testing.assert_close(model.encode(image).features, reference.features)
+    assert model._fall_back_to_cpu() is False  # already on the CPU: the caller raises a clear error
+
+
 def test_missing_weights_and_bad_input_name_the_fix(tmp_path, tiny_dir, segmenter):
     with pytest.raises(MissingDependencyError, match="does not exist.*medsam-vit-base"):
         MedSAMViTB(tmp_path / "nowhere")
