@@ -18,8 +18,9 @@ inputs that box prompts cannot give), and for iRECIST ``non_target_further_incre
 series carry their own. It selects how slices are prepared for segmentation (the rules by
 modality and organ are data: the "segmentation" section of ``window_presets.json``).
 A box is ``ijk`` (voxel indices I0,J0,K0,I1,J1,K1 of that timepoint's image as read) or
-``ras`` (the same six numbers in RAS millimetres), as in ``dtt segment``. More boxes for
-later timepoints go in ``boxes``.
+``ras`` (the same six numbers in RAS millimetres), as in ``dtt segment``. More boxes go in
+``boxes``: for later timepoints, or several on one timepoint for a lesion in separate pieces
+(one box per piece; the segmentation is their union).
 An optional ``proposals`` section runs an nnU-Net model on every scan: its lesions prompt the
 segmentation of known lesions at follow-ups, and the rest are listed for the reader, never
 counted until ``decisions`` confirms them (see docs/CASE_FORMAT.md).

@@ -345,6 +345,7 @@ def _write_outputs(staging: Path, result: RunResult, labels: list[str], segmenta
             {"id": t.timepoint_id, "day": t.day, "file": t.path.name, "sha256": digests[t.timepoint_id]}
             for t in result.case.timepoints]},
         "segmentations": [{"lesion": lesion, "timepoint": label, "box_ijk": list(s.box.__dict__.values()),
+                           **({"boxes_ijk": [list(b.__dict__.values()) for b in s.boxes]} if s.boxes else {}),
                            "box_source": s.box_source, "found": s.found, "voxels": int(s.mask.sum()),
                            "window": s.window, "denoise_mm": s.denoise_mm, "outline": s.outline,
                            "proposal": s.proposal or None,

@@ -57,6 +57,12 @@ class LesionSegmentation:
     proposal: str = ""
     #: in-plane Gaussian sigma (mm) of the slices the model saw (window_presets.json rule)
     denoise_mm: float = 0.0
+    #: every box of a lesion in separate pieces (one per piece, ``box`` is the first); () for one box
+    boxes: tuple[VoxelBox, ...] = ()
+
+    @property
+    def all_boxes(self) -> tuple[VoxelBox, ...]:
+        return self.boxes or (self.box,)
 
 
 def box_from_prompt(prompt: BoxPrompt, image: ImageVolume) -> VoxelBox:
@@ -98,21 +104,24 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
             for done, (lesion, timepoint_id, reference) in enumerate(plan):
                 image = images[timepoint_id]
                 proposal_id = ""
-                if reference is None:
-                    prompt = next(p for p in lesion.boxes if p.timepoint_id == timepoint_id)
-                    box, source = box_from_prompt(prompt, image), "given"
+                if reference is None:  # one box per piece of a lesion in separate pieces
+                    boxes = [box_from_prompt(p, image) for p in lesion.boxes if p.timepoint_id == timepoint_id]
+                    source = "given"
                 else:
                     registrations[(reference, timepoint_id)] = pending[(reference, timepoint_id)].result()
-                    box = carried_box(results[(lesion.lesion_id, reference)], images[reference], image,
-                                      registrations[(reference, timepoint_id)])
+                    boxes = carried_boxes(results[(lesion.lesion_id, reference)], images[reference], image,
+                                          registrations[(reference, timepoint_id)])
                     source = f"carried from {reference} (registration)"
                     hit = _proposal_prompt(lesion.lesion_id, timepoint_id, reference, results, images,
                                            registrations[(reference, timepoint_id)], (proposals or {}).get(timepoint_id))
-                    if hit is not None:
+                    if hit is not None and len(boxes) == 1:  # a proposal is one piece: it stands in for one box
                         box, source, proposal_id = hit
+                        boxes = [box]
                 progress(ProgressEvent("segment", f"segmenting {lesion.lesion_id} at {timepoint_id}", done, len(plan)))
                 settings = settings_for_scan(scan_modality(case, timepoint_id, image), lesion.organ)
-                key = {"version": STEP_VERSION, "image": image_digests[timepoint_id], "box": box.__dict__,
+                key = {"version": STEP_VERSION, "image": image_digests[timepoint_id],
+                       # one box keeps the key it always had, so cached one-piece results stay valid
+                       **({"box": boxes[0].__dict__} if len(boxes) == 1 else {"boxes": [b.__dict__ for b in boxes]}),
                        "window": settings.window, "refine_edges": settings.refine_edges,
                        "denoise_mm": settings.denoise_mm,
                        "model": getattr(segmenter, "name", type(segmenter).__name__)}
@@ -120,7 +129,7 @@ def segment_case(case: CaseSpec, images: dict[str, ImageVolume], image_digests: 
                     key["prompt"] = source
                 results[(lesion.lesion_id, timepoint_id)] = cache.get_or_compute(
                     "segment", key,
-                    lambda: _segment_one(lesion, timepoint_id, image, box, source, segmenter, settings,
+                    lambda: _segment_one(lesion, timepoint_id, image, boxes, source, segmenter, settings,
                                          proposal_id))
         except BaseException:
             for future in pending.values():  # a failed run should not wait for unneeded registrations
@@ -195,13 +204,35 @@ def scan_modality(case: CaseSpec, timepoint_id: str, image: ImageVolume) -> str:
     return stated or image.modality
 
 
-def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,
-                registration: Any) -> VoxelBox:
-    """The previous lesion's tight box on its widest slice, mapped into ``target`` (2-D box)."""
-    mask = previous.mask
+def carried_boxes(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,
+                  registration: Any) -> list[VoxelBox]:
+    """One carried box per 3-D piece of the previous mask (a lesion in separate pieces keeps them
+    all: one box never reaches another piece), largest piece first; specks (≤ 3 voxels, as in the
+    RECIST measurement) are not pieces. Nothing found before: the boxes that were used."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    from DTTLib.measurement.diameters import SPECK_MAX_VOXELS  # noqa: PLC0415
+
+    mask = np.asarray(previous.mask) > 0
     if not mask.any():
+        return [carried_box(previous, reference, target, registration, box=box) for box in previous.all_boxes]
+    labels, count = ndimage.label(mask, np.ones((3, 3, 3)))
+    if count == 1:
+        return [carried_box(previous, reference, target, registration)]
+    sizes = np.bincount(labels.ravel())[1:]
+    pieces = [n + 1 for n in np.argsort(-sizes, kind="stable") if sizes[n] > SPECK_MAX_VOXELS] or [int(sizes.argmax()) + 1]
+    return [carried_box(previous, reference, target, registration, piece=labels == n) for n in pieces]
+
+
+def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: ImageVolume,
+                registration: Any, piece: np.ndarray | None = None, box: VoxelBox | None = None) -> VoxelBox:
+    """The previous lesion's (or ``piece``'s) tight box on its widest slice, mapped into ``target``
+    (2-D box); ``box``: map that box instead (the lesion was not found there)."""
+    mask = previous.mask if piece is None else piece
+    if box is not None or not mask.any():
         # nothing was found before: carry the box that was used, mapped the same way
-        corners_ijk = [(previous.box.i0, previous.box.j0, previous.box.k0), (previous.box.i1, previous.box.j1, previous.box.k1)]
+        box = box or previous.box
+        corners_ijk = [(box.i0, box.j0, box.k0), (box.i1, box.j1, box.k1)]
     else:
         k = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
         j, i = np.nonzero(mask[k])
@@ -219,24 +250,27 @@ def carried_box(previous: LesionSegmentation, reference: ImageVolume, target: Im
     return VoxelBox(box.i0, box.j0, k_centre, box.i1, box.j1, k_centre)
 
 
-def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, box: VoxelBox, source: str,
+def _segment_one(lesion: LesionSpec, timepoint_id: str, image: ImageVolume, boxes: list[VoxelBox], source: str,
                  segmenter: Any, settings: PropagationSettings, proposal_id: str = "") -> LesionSegmentation:
+    """The lesion from its box, or from one box per piece (the mask is their union)."""
     import time  # noqa: PLC0415
 
     from DTTLib.segmentation.propagate import propagate_box  # noqa: PLC0415
 
     started = time.perf_counter()
-    result = propagate_box(image, box, segmenter, settings)
-    mask = result.mask.astype(np.uint8)
+    results = [propagate_box(image, box, segmenter, settings) for box in boxes]
+    mask = np.logical_or.reduce([r.mask > 0 for r in results]).astype(np.uint8)
+    outlines = list(dict.fromkeys(r.outline for r in results))
+    outline = outlines[0] if len(outlines) == 1 else "; ".join(f"piece {n}: {o}" for n, o in enumerate(outlines, 1))
     found = bool(mask.any())
     appearance = _appearance(image, mask, segmenter, settings) if found else None
     kind = "given" if source == "given" else "proposed" if proposal_id else "carried-over"
     notes = [] if found else [f"{lesion.lesion_id} at {timepoint_id}: nothing segmented inside the "
                               f"{kind} box — recorded as not found; check it"]
-    return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, box, source,
+    return LesionSegmentation(lesion.lesion_id, timepoint_id, mask, boxes[0], source,
                               getattr(segmenter, "name", type(segmenter).__name__), found, notes,
-                              time.perf_counter() - started, appearance, settings.window, result.outline, proposal_id,
-                              settings.denoise_mm)
+                              time.perf_counter() - started, appearance, settings.window, outline, proposal_id,
+                              settings.denoise_mm, tuple(boxes) if len(boxes) > 1 else ())
 
 
 def _appearance(image: ImageVolume, mask: np.ndarray, segmenter: Any,
