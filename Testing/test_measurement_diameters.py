@@ -301,6 +301,35 @@ def test_a_speck_is_named_but_not_added_and_a_small_piece_is_added():
     assert m.longest_diameter_mm == pytest.approx(alone.longest_diameter_mm + np.hypot(*spacing[:2]), abs=1e-9)
 
 
+def test_many_islands_are_flagged_and_many_specks_listed_briefly():
+    """A noisy mask (islands around a lesion, as a threshold leaves them): the LD sum still adds
+    every island bigger than a speck — RECIST's rule applied literally — but a note says that so many
+    pieces are more likely islands and how to clean them; thousands of specks are counted, listed
+    ten at a time."""
+    spacing = (0.8, 0.8, 2.5)
+    shape = (10, 64, 64)
+    big = _ellipsoid(shape, spacing, (32, 32, 5), (12.0, 10.0, 7.0))
+    image = ImageVolume(big, spacing=spacing)
+    alone = measure_lesion(big, image)
+    noisy = big.copy()
+    for n in range(5):  # five 2 x 2 islands in a corner row, apart from each other and the lesion
+        noisy[1, 2:4, 2 + 4 * n:4 + 4 * n] = 1
+    m = measure_lesion(noisy, image)
+    square = np.hypot(2 * spacing[0], 2 * spacing[1])
+    assert len(m.pieces) == 6
+    assert m.longest_diameter_mm == pytest.approx(alone.longest_diameter_mm + 5 * square, abs=1e-9)
+    assert any("6 pieces is more than a lesion usually breaks into" in n and "Islands" in n for n in m.notes)
+    assert not any("more than a lesion" in n for n in measure_lesion(big, image).notes)
+    dust = big.copy()
+    assert not big[8:].any()
+    dust[9, ::3, ::3] = 1  # a grid of single voxels two slices past the lesion: none touches it
+    specks = int(dust.sum() - big.sum())
+    m = measure_lesion(dust, image)
+    assert m.longest_diameter_mm == alone.longest_diameter_mm and len(m.pieces) == 1
+    note = next(n for n in m.notes if "speck" in n)
+    assert note.startswith(f"ignored {specks} specks") and note.endswith(f"and {specks - 10} more")
+
+
 def test_single_pixel_and_rectangle_use_outer_boundary():
     one = slice_diameters(np.ones((1, 1), bool), 1.0, 2.0)
     assert one.longest_mm == pytest.approx(np.sqrt(5.0))

@@ -81,6 +81,8 @@ AXIAL_TOLERANCE_DEG = 10.0
 #: a piece (other than the largest) with at most this many voxels is a speck, not a fragment:
 #: fewer voxels than a disc two pixels across (π ≈ 3.14) — see the module docstring
 SPECK_MAX_VOXELS = 3
+#: this many pieces or more get a note: more likely islands of a noisy segmentation than fragments
+MANY_PIECES = 5
 #: 26-connectivity: voxels touching by a face, an edge or a corner belong to one piece
 _CONNECT_3D = np.ones((3, 3, 3), bool)
 _PLANES = ("sagittal", "coronal", "axial")  # slice plane whose normal is R, A, S
@@ -146,12 +148,14 @@ def measure_lesion(mask: np.ndarray, image: ImageVolume, *,
     labels, count = ndimage.label(inside, structure=_CONNECT_3D)
     if count == 1:
         kept, specks = [inside], []
-    else:
+    else:  # each piece is cut from its bounding box: a mask with many islands stays fast
         sizes = np.bincount(labels.ravel())[1:]
+        boxes = ndimage.find_objects(labels)
         order = sorted(range(count), key=lambda n: (-sizes[n], n))  # largest first, then label order
-        kept = [labels == n + 1 for n in order[:1]]
-        kept += [labels == n + 1 for n in order[1:] if sizes[n] > speck_max_voxels]
-        specks = [labels == n + 1 for n in order[1:] if sizes[n] <= speck_max_voxels]
+        kept = [_piece_mask(labels, boxes[n], n + 1) for n in order[:1]]
+        kept += [_piece_mask(labels, boxes[n], n + 1) for n in order[1:] if sizes[n] > speck_max_voxels]
+        specks = [(int(sizes[n]), _first_voxel(labels, boxes[n], n + 1))
+                  for n in order[1:] if sizes[n] <= speck_max_voxels]
     measured = [_measure_piece(piece, image) for piece in kept]
     main, components = measured[0]
     k = main.slice_index
@@ -175,6 +179,10 @@ def measure_lesion(mask: np.ndarray, image: ImageVolume, *,
                      + ", ".join(f"k={p.slice_index}" for p in pieces)
                      + f"); SA {main.short_axis_mm:.1f} mm is the largest piece's (RECIST adds no SAs; "
                      "each piece's SA: " + ", ".join(f"{p.short_axis_mm:.1f}" for p in pieces) + " mm)")
+    if len(pieces) >= MANY_PIECES:
+        notes.append(f"{len(pieces)} pieces is more than a lesion usually breaks into: islands of a noisy "
+                     "segmentation (e.g. a threshold) add to the LD sum as if they were fragments — remove small "
+                     "islands (Segment Editor → Islands) before trusting the sum")
     if specks:
         notes.append(_speck_note(specks, speck_max_voxels))
     return LesionMeasurement(
@@ -222,12 +230,23 @@ def _measure_piece(inside: np.ndarray, image: ImageVolume) -> tuple[LesionPiece,
     return piece, components
 
 
-def _speck_note(specks: list[np.ndarray], speck_max_voxels: int, listed: int = 10) -> str:
+def _piece_mask(labels: np.ndarray, box: tuple[slice, ...], label: int) -> np.ndarray:
+    """Piece ``label`` as a full-size mask, filled only inside its bounding box."""
+    piece = np.zeros(labels.shape, bool)
+    piece[box] = labels[box] == label
+    return piece
+
+
+def _first_voxel(labels: np.ndarray, box: tuple[slice, ...], label: int) -> tuple[int, int, int]:
+    """(k, j, i) of the piece's first voxel in array order."""
+    k, j, i = (int(c[0]) for c in np.nonzero(labels[box] == label))
+    return k + box[0].start, j + box[1].start, i + box[2].start
+
+
+def _speck_note(specks: list[tuple[int, tuple[int, int, int]]], speck_max_voxels: int, listed: int = 10) -> str:
     """Where the ignored specks are: voxels and (i, j, k) of each one's first voxel."""
     where = []
-    for speck in specks[:listed]:
-        k, j, i = (int(c[0]) for c in np.nonzero(speck))
-        n = int(np.count_nonzero(speck))
+    for n, (k, j, i) in specks[:listed]:
         where.append(f"{n} voxel{'s' if n > 1 else ''} at (i, j, k) = ({i}, {j}, {k})")
     more = f"; and {len(specks) - listed} more" if len(specks) > listed else ""
     return (f"ignored {len(specks)} speck{'s' if len(specks) > 1 else ''} of ≤ {speck_max_voxels} voxels, "
