@@ -489,9 +489,18 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             kept += _("; {n} voxels outside the editable area left out").format(n=stored.outside_editable)
         if stored.taken or stored.outside_editable or stored.withheld_voxels:
             kept += _(" ({masking})").format(masking=stored.masking)
+        measured = stored.measurement
+        diameters = ""
+        if measured is not None:
+            diameters = _("LD {ld:.1f} mm, SA {sa:.1f} mm, ").format(ld=measured.longest_diameter_mm,
+                                                                     sa=measured.short_axis_mm)
+            if len(measured.pieces) > 1:  # RECIST fragments: the LD is the pieces' sum
+                diameters = _("LD {ld:.1f} mm (sum of {n} pieces), SA {sa:.1f} mm, ").format(
+                    ld=measured.longest_diameter_mm, n=len(measured.pieces), sa=measured.short_axis_mm)
         self.ui.statusLabel.text = _(
-            "{name}: {volume:.0f} mm³, slices {slices}{note}{kept}; outline: {outline}").format(
-            name=stored.segment_name, volume=stored.volume_mm3, slices=computed.slices, note=note, kept=kept,
+            "{name}: {diameters}{volume:.0f} mm³, slices {slices}{note}{kept}; outline: {outline}").format(
+            name=stored.segment_name, diameters=diameters, volume=stored.volume_mm3, slices=computed.slices,
+            note=note, kept=kept,
             outline=computed.outline) + "".join("\n" + text for text in getattr(computed, "notes", ()))
 
     def onSegmentEveryFrame(self) -> None:
@@ -874,8 +883,12 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             result = self.logic.segmentLesionInBox(node.inputVolume, node.roi, node.threshold,
                                                    node.segmentation, node.lesionId, node.timepointLabel,
                                                    node.organ, node.lymphNode)
-            self.ui.statusLabel.text = _("{name}: {volume:.0f} mm³ ({voxels} voxels)").format(
-                name=result.segment_name, volume=result.volume_mm3, voxels=result.voxels)
+            measured = self.logic.measureSegment(node.inputVolume, node.segmentation, result.segment_id,
+                                                 node.lesionId, node.timepointLabel, "threshold (DTT Segmentation)")
+            self.ui.statusLabel.text = _("{name}: LD {ld:.1f} mm, SA {sa:.1f} mm, {volume:.0f} mm³ ({voxels} voxels)").format(
+                name=result.segment_name, ld=measured.longest_diameter_mm if measured else float("nan"),
+                sa=measured.short_axis_mm if measured else float("nan"), volume=result.volume_mm3,
+                voxels=result.voxels)
 
 
 #
@@ -1312,6 +1325,18 @@ class DTTSegmentationLogic(ScriptedLoadableModuleLogic):
         logging.info("DTTSegmentation: %s = %.1f mm3", result.segment_name, result.volume_mm3)
         return result
 
+    @staticmethod
+    def measureSegment(volumeNode, segmentationNode, segmentId, lesionId, timepointLabel, source=""):
+        """RECIST LD/SA of a lesion's segment as stored: lines placed (or moved), measurements-table row
+        written; returns the LesionMeasurement (None for an empty segment)."""
+        from DTTLib.mrml.segmentations import get_segment_mask
+        from DTTLib.mrml.volumes import image_from_volume_node
+        from DTTLib.segmentation.scene import measure_stored
+
+        mask = get_segment_mask(segmentationNode, segmentId, volumeNode)
+        return measure_stored(mask, image_from_volume_node(volumeNode), lesionId, timepointLabel, source,
+                              slicer.mrmlScene)
+
 
 #
 # DTTSegmentationTest
@@ -1364,6 +1389,14 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertLesionTags(segmentation, "L1 @ t0", "liver", "false")
         self.assertAlmostEqual(result.volume_mm3 / expected, 1.0, delta=0.03)
         self.assertEqual(result.voxels, int(inside.sum()))
+        # RECIST lines and the table row: LD of a 16 mm sphere drawn as voxel rectangles is 16–17 mm
+        measured = DTTSegmentationLogic.measureSegment(volume, segmentation, result.segment_id, "L1", "t0")
+        self.assertGreaterEqual(measured.longest_diameter_mm, 2 * radius)
+        self.assertLessEqual(measured.longest_diameter_mm, 2 * radius + 1.0)
+        line = slicer.mrmlScene.GetFirstNodeByName("L1 @ t0 LD")
+        self.assertIsNotNone(line)
+        self.assertAlmostEqual(line.GetMeasurement("length").GetValue(), measured.longest_diameter_mm, places=3)
+        self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("L1 @ t0 SA"))
         self.delayDisplay("Test passed")
 
     def assertLesionTags(self, segmentationNode, segmentName, organ, nodal):
@@ -1443,6 +1476,10 @@ class DTTSegmentationTest(ScriptedLoadableModuleTest):
         self.assertGreater(stored.voxels, 0)
         self.assertEqual(stored.withheld_voxels, 16)
         self.assertEqual(int(get_segment_mask(segmentation, "Other", volume).sum()), 16)
+        # measured as stored (without the 16 voxels left to "Other"); its LD line is in the scene
+        self.assertAlmostEqual(stored.measurement.volume_mm3, stored.volume_mm3, places=6)
+        self.assertAlmostEqual(slicer.mrmlScene.GetFirstNodeByName("L1 @ t0 LD").GetMeasurement("length").GetValue(),
+                               stored.measurement.longest_diameter_mm, places=3)
         # a volume without a modality keeps the model's outline; the edge rule can be forced on
         self.assertEqual(computed.outline, "model")
         refined = logic.computeLesion(image, VoxelBox(21, 23, 4, 43, 41, 4), logic.segmenter("litemedsam"),

@@ -38,9 +38,19 @@ def test_a_second_piece_is_added_to_the_segment_and_a_plain_run_replaces_it(mrml
     stored = get_segment_mask(segmentation, "L1 @ t0", volume) > 0
     assert stored.sum() == 488 and stored[main.mask > 0].all() and not stored[other > 0].any()
     assert added.volume_mm3 == 488 * 2.0
+    # measured as stored: two RECIST fragments whose LDs add, one LD line each
+    from DTTLib.measurement.diameters import measure_lesion
+
+    assert len(added.measurement.pieces) == 2
+    assert added.measurement.longest_diameter_mm == sum(
+        measure_lesion(piece.astype(np.uint8), image).longest_diameter_mm
+        for piece in (main.mask > 0, (satellite.mask > 0) & (other == 0)))
+    lines = {name: mrml.scene.GetFirstNodeByName(name) for name in ("L1 @ t0 LD", "L1 @ t0 LD 2", "L1 @ t0 SA")}
+    assert all(line is not None for line in lines.values())
     # without add_to_existing a new run replaces the lesion's segment (re-segmenting a lesion)
     replaced = store_lesion(satellite, image, volume, segmentation, "L1", "t0")
     assert replaced.voxels == 188 and replaced.added_to == 0
+    assert len(replaced.measurement.pieces) == 1 and mrml.scene.GetFirstNodeByName("L1 @ t0 LD 2") is None
     # adding to a lesion that has no segment yet simply stores it
     fresh = store_lesion(main, image, volume, segmentation, "L2", "t0", add_to_existing=True)
     assert (fresh.voxels, fresh.added_to) == (300, 0)

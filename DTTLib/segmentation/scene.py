@@ -35,6 +35,9 @@ class StoredModelLesion:
     outside_editable: int = 0  # result voxels outside the editable area (Segment Editor masking), dropped
     taken: tuple[tuple[str, int], ...] = ()  # (other segment's name, voxels it gave up to this one)
     masking: str = ""       # the masking applied, in words (Masking.describe)
+    #: RECIST measurements of what the segment now holds (DTTLib.measurement LesionMeasurement), with
+    #: its LD/SA line markups and a row in the measurements table; None when the segment is empty
+    measurement: Any = None
 
 
 def lesion_settings(image: Any, mode: str = "3d", organ: str = "", refine_edges: bool | None = None) -> Any:
@@ -165,7 +168,24 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
         segment = segmentation_node.GetSegmentation().GetSegment(other_id)
         set_segment_mask(segmentation_node, (others[other_id] & ~taken).astype(np.uint8), segment.GetName(),
                          volume_node, terminology=None, allow_empty=True)
+    measurement = measure_stored(mask, image, lesion_id, timepoint_label, f"{computed.model} (DTT Segmentation)",
+                                 scene)
     return StoredModelLesion(segment_id, name, int(mask.sum()), mask_volume_mm3(mask.astype(np.uint8), image),
                              plan.withheld, existing, plan.outside_editable,
                              tuple((names[other_id], int(taken.sum())) for other_id, taken in plan.takes.items()),
-                             masking.describe())
+                             masking.describe(), measurement)
+
+
+def measure_stored(mask: np.ndarray, image: Any, lesion_id: str, timepoint_label: str, source: str,
+                   scene: Any = None) -> Any:
+    """RECIST measurements of a lesion's segment as stored: LD/SA lines ("<lesion> @ <tp> LD", one per
+    piece of a fragmented lesion, and "… SA") placed or moved, and its row of the measurements table
+    written — what the reader checks right after segmenting. None for an empty segment."""
+    from DTTLib.measurement.diameters import measure_lesion  # noqa: PLC0415
+    from DTTLib.mrml.measurements import store_measurement  # noqa: PLC0415
+
+    if not np.any(mask):
+        return None
+    measurement = measure_lesion(np.asarray(mask, dtype=np.uint8), image)
+    store_measurement(measurement, lesion_id, timepoint_label, source=source, scene=scene)
+    return measurement
