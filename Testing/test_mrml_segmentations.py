@@ -57,6 +57,44 @@ def test_an_empty_mask_clears_a_segment_and_other_segments_stay(mrml):
     assert {info.name: info.terminology for info in list_segments(segmentation)}["L1"] == "custom"
 
 
+def test_segment_voxels_in_a_region_equal_the_full_export(mrml):
+    """Read in place on the reference grid, exported elsewhere: the same voxels either way —
+    a segmentation on a finer grid and one under a transform take the export path."""
+    import vtk
+
+    from DTTLib.imaging import ImageVolume
+    from DTTLib.mrml.segmentations import segment_masks_in_region
+
+    reference = add_volume_node(oblique_volume())
+    shape = tuple(reversed(reference.GetImageData().GetDimensions()))
+    region = (slice(1, 5), slice(2, 7), slice(3, 9))
+    on_grid = add_segmentation_node(reference, "on grid")
+    first = ellipsoid_mask()
+    second = np.zeros(shape, np.uint8)
+    second[0, 0, 0] = second[4, 6, 8] = second[2, 3, 3] = 1
+    ids = [set_segment_mask(on_grid, first, "A", reference), set_segment_mask(on_grid, second, "B", reference)]
+    empty_id = set_segment_mask(on_grid, np.zeros(shape, np.uint8), "C", reference, allow_empty=True)
+    read = segment_masks_in_region(on_grid, reference, region, ids + [empty_id])
+    for segment_id, full in zip(ids, (first, second)):
+        assert np.array_equal(read[segment_id], full[region] > 0)
+    assert not read[empty_id].any() and read[empty_id].shape == (4, 5, 6)
+    fine_image = ImageVolume(np.zeros((12, 16, 20), np.float32), (0.5, 0.5, 0.5), (-3.0, 2.0, 1.0))
+    fine = add_segmentation_node(add_volume_node(fine_image, "fine"), "fine grid")
+    blob = np.zeros((12, 16, 20), np.uint8)
+    blob[3:9, 4:12, 5:15] = 1
+    fine_id = set_segment_mask(fine, blob, "blob", mrml.scene.GetFirstNodeByName("fine"))
+    expected = get_segment_mask(fine, fine_id, reference)[region] > 0
+    assert np.array_equal(segment_masks_in_region(fine, reference, region, [fine_id])[fine_id], expected)
+    transform = mrml.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = vtk.vtkMatrix4x4()
+    shift.SetElement(0, 3, 2.0)
+    transform.SetMatrixTransformToParent(shift)
+    on_grid.SetAndObserveTransformNodeID(transform.GetID())
+    moved = segment_masks_in_region(on_grid, reference, region, ids)
+    for segment_id in ids:
+        assert np.array_equal(moved[segment_id], get_segment_mask(on_grid, segment_id, reference)[region] > 0)
+
+
 def test_expert_label_of_real_mr_survives_exactly(mrml, brain_pair):
     from DTTLib.mrml.storage import load_volume
     import slicer

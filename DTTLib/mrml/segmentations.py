@@ -92,6 +92,54 @@ def get_segment_mask(segmentation_node: Any, segment_id_or_name: str,
     return _exported_mask(slicer, segmentation_node, segment_id, reference_volume_node)
 
 
+def segment_masks_in_region(segmentation_node: Any, reference_volume_node: Any,
+                            region: tuple[slice, slice, slice], segment_ids: list[str]) -> dict[str, np.ndarray]:
+    """Each segment's voxels inside ``region`` ((k, j, i) slices of the reference grid), as bool.
+
+    Why: storing a lesion must know which voxels other segments hold where the lesion is, and a
+    segmentation may have a hundred segments on a large CT (e.g. TotalSegmentator's); exporting
+    each one onto the whole grid took seconds of frozen GUI. A labelmap that lies on the reference
+    grid (the usual case) is read in place, only inside ``region``; any other (resampled, under a
+    transform) is exported as before and cut."""
+    import vtk  # noqa: PLC0415
+    from vtk.util.numpy_support import vtk_to_numpy  # noqa: PLC0415
+
+    slicer = import_slicer()
+    shape = tuple(sl.stop - sl.start for sl in region)
+    reference = vtk.vtkMatrix4x4()
+    reference_volume_node.GetIJKToRASMatrix(reference)
+    reference_matrix = np.array([[reference.GetElement(r, c) for c in range(4)] for r in range(4)])
+    transformed = segmentation_node.GetParentTransformNode() is not None
+    out: dict[str, np.ndarray] = {}
+    for segment_id in segment_ids:
+        segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+        labelmap = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+        if labelmap is None or _is_empty(labelmap):
+            out[segment_id] = np.zeros(shape, bool)
+            continue
+        matrix = vtk.vtkMatrix4x4()
+        labelmap.GetImageToWorldMatrix(matrix)
+        on_grid = np.allclose([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], reference_matrix,
+                              atol=1e-6)
+        scalars = labelmap.GetPointData().GetScalars()
+        if transformed or not on_grid or scalars is None or scalars.GetNumberOfComponents() != 1:
+            out[segment_id] = get_segment_mask(segmentation_node, segment_id, reference_volume_node)[region] > 0
+            continue
+        extent = labelmap.GetExtent()  # (i0, i1, j0, j1, k0, k1) in reference voxel indices
+        voxels = vtk_to_numpy(scalars).reshape(extent[5] - extent[4] + 1, extent[3] - extent[2] + 1,
+                                               extent[1] - extent[0] + 1)
+        mask = np.zeros(shape, bool)
+        low = [max(sl.start, extent[2 * axis]) for axis, sl in zip((2, 1, 0), region)]
+        high = [min(sl.stop, extent[2 * axis + 1] + 1) for axis, sl in zip((2, 1, 0), region)]
+        if all(lo < hi for lo, hi in zip(low, high)):
+            source = tuple(slice(lo - extent[2 * axis], hi - extent[2 * axis])
+                           for axis, lo, hi in zip((2, 1, 0), low, high))
+            target = tuple(slice(lo - sl.start, hi - sl.start) for sl, lo, hi in zip(region, low, high))
+            mask[target] = voxels[source] == segment.GetLabelValue()
+        out[segment_id] = mask
+    return out
+
+
 def _exported_mask(slicer: Any, segmentation_node: Any, segment_id: str, reference_volume_node: Any) -> np.ndarray:
     """The segment exported onto the reference grid through a temporary labelmap node that is
     removed with its display and colour nodes (``slicer.util.arrayFromSegmentBinaryLabelmap``

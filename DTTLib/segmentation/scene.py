@@ -132,22 +132,26 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
     from DTTLib.mrml.editor_masking import LEAVE_OTHERS, TAKE_FROM_ALL, editable_area, plan_write  # noqa: PLC0415
     from DTTLib.mrml.lesions import lesion_segment_name  # noqa: PLC0415
     from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
-    from DTTLib.mrml.segmentations import get_segment_mask, list_segments, set_segment_mask  # noqa: PLC0415
+    from DTTLib.mrml.segmentations import (get_segment_mask, list_segments, segment_masks_in_region,  # noqa: PLC0415
+                                           set_segment_mask)
 
     masking = masking or (TAKE_FROM_ALL if overwrite_others else LEAVE_OTHERS)
     name = lesion_segment_name(lesion_id, timepoint_label)
     segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
     display = segmentation_node.GetDisplayNode()
-    others, visible, names = {}, set(), {}
+    visible, names = set(), {}
     for info in list_segments(segmentation_node):
         if info.name != name:
-            others[info.segment_id] = get_segment_mask(segmentation_node, info.segment_id, volume_node) > 0
             names[info.segment_id] = info.name
             if display is None or display.GetSegmentVisibility(info.segment_id):
                 visible.add(info.segment_id)
+    result = np.asarray(computed.mask) > 0
+    region = _bounding_region(result)  # other segments matter only where the lesion is
+    others = segment_masks_in_region(segmentation_node, volume_node, region, list(names))
     editable = editable_area(segmentation_node, volume_node, masking, segment_id) if masking.restricts_area else None
-    plan = plan_write(computed.mask, others, visible, masking, editable)
-    mask = plan.mask
+    plan = plan_write(result[region], others, visible, masking, None if editable is None else editable[region])
+    mask = np.zeros(result.shape, bool)
+    mask[region] = plan.mask
     if computed.mask.any() and not mask.any() and not add_to_existing:
         from DTTLib.errors import InputError  # noqa: PLC0415
 
@@ -164,16 +168,28 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
     if segmentation_node.GetNodeReference("referenceImageGeometryRef") is None:
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     segment_id = set_segment_mask(segmentation_node, mask.astype(np.uint8), name, volume_node)
-    for other_id, taken in plan.takes.items():
-        segment = segmentation_node.GetSegmentation().GetSegment(other_id)
-        set_segment_mask(segmentation_node, (others[other_id] & ~taken).astype(np.uint8), segment.GetName(),
-                         volume_node, terminology=None, allow_empty=True)
+    for other_id, taken in plan.takes.items():  # only segments the lesion takes voxels from are rewritten
+        kept = get_segment_mask(segmentation_node, other_id, volume_node) > 0
+        kept[region] &= ~taken
+        set_segment_mask(segmentation_node, kept.astype(np.uint8), names[other_id], volume_node, terminology=None,
+                         allow_empty=True)
     measurement = measure_stored(mask, image, lesion_id, timepoint_label, f"{computed.model} (DTT Segmentation)",
                                  scene)
     return StoredModelLesion(segment_id, name, int(mask.sum()), mask_volume_mm3(mask.astype(np.uint8), image),
                              plan.withheld, existing, plan.outside_editable,
                              tuple((names[other_id], int(taken.sum())) for other_id, taken in plan.takes.items()),
                              masking.describe(), measurement)
+
+
+def _bounding_region(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """(k, j, i) slices of the mask's bounding box; the whole grid for an empty mask."""
+    if not mask.any():
+        return tuple(slice(0, n) for n in mask.shape)  # type: ignore[return-value]
+    bounds = []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        bounds.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(bounds)  # type: ignore[return-value]
 
 
 def measure_stored(mask: np.ndarray, image: Any, lesion_id: str, timepoint_label: str, source: str,
