@@ -41,7 +41,7 @@ def store_proposals(proposal_set: Any, volume_node: Any, segmentation_node: Any,
     """GUI thread: add every proposal as an unconfirmed segment, in one undo step."""
     from DTTLib.mrml.runtime import get_scene  # noqa: PLC0415
     from DTTLib.mrml.segmentations import set_segment_mask  # noqa: PLC0415
-    from DTTLib.segmentation.scene import owned_by_others  # noqa: PLC0415
+    from DTTLib.segmentation.scene import bounding_region, owned_by_others  # noqa: PLC0415
 
     (scene or get_scene()).SaveStateForUndo()
     if segmentation_node.GetNodeReference("referenceImageGeometryRef") is None:
@@ -49,7 +49,9 @@ def store_proposals(proposal_set: Any, volume_node: Any, segmentation_node: Any,
     stored = []
     for proposal in proposal_set.proposals:
         name = proposal_segment_name(proposal.proposal_id, timepoint_label)
-        mask = proposal_set.mask(proposal) & ~owned_by_others(segmentation_node, name, volume_node)
+        mask = proposal_set.mask(proposal) > 0
+        region = bounding_region(mask)  # other segments matter only where the proposal is
+        mask[region] &= ~owned_by_others(segmentation_node, name, volume_node, region)
         if not mask.any():
             continue
         segment_id = set_segment_mask(segmentation_node, mask.astype(np.uint8), name, volume_node,

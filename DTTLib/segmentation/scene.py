@@ -97,19 +97,19 @@ def recompute_from_outline(image: Any, k: int, outline: np.ndarray, segmenter: A
                           f"{result.outline}; slice {k} as drawn")
 
 
-def owned_by_others(segmentation_node: Any, segment_name: str, reference_volume_node: Any) -> np.ndarray:
-    """bool (k, j, i): voxels that segments other than ``segment_name`` already hold."""
-    from DTTLib.mrml.segmentations import get_segment_mask, list_segments  # noqa: PLC0415
+def owned_by_others(segmentation_node: Any, segment_name: str, reference_volume_node: Any,
+                    region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
+    """bool (k, j, i): voxels that segments other than ``segment_name`` already hold — on the whole
+    grid, or only inside ``region`` (then the array has the region's shape; much faster)."""
+    from DTTLib.mrml.segmentations import list_segments, segment_masks_in_region  # noqa: PLC0415
 
-    owned = None
-    for info in list_segments(segmentation_node):
-        if info.name == segment_name:
-            continue
-        mask = get_segment_mask(segmentation_node, info.segment_id, reference_volume_node) > 0
-        owned = mask if owned is None else (owned | mask)
-    if owned is None:
+    if region is None:
         dims = reference_volume_node.GetImageData().GetDimensions()
-        owned = np.zeros(tuple(reversed(dims)), dtype=bool)
+        region = tuple(slice(0, n) for n in reversed(dims))  # type: ignore[assignment]
+    ids = [info.segment_id for info in list_segments(segmentation_node) if info.name != segment_name]
+    owned = np.zeros(tuple(sl.stop - sl.start for sl in region), dtype=bool)  # type: ignore[union-attr]
+    for mask in segment_masks_in_region(segmentation_node, reference_volume_node, region, ids).values():
+        owned |= mask
     return owned
 
 
@@ -146,7 +146,7 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
             if display is None or display.GetSegmentVisibility(info.segment_id):
                 visible.add(info.segment_id)
     result = np.asarray(computed.mask) > 0
-    region = _bounding_region(result)  # other segments matter only where the lesion is
+    region = bounding_region(result)  # other segments matter only where the lesion is
     others = segment_masks_in_region(segmentation_node, volume_node, region, list(names))
     editable = editable_area(segmentation_node, volume_node, masking, segment_id) if masking.restricts_area else None
     plan = plan_write(result[region], others, visible, masking, None if editable is None else editable[region])
@@ -181,7 +181,7 @@ def store_lesion(computed: ComputedLesion, image: Any, volume_node: Any, segment
                              masking.describe(), measurement)
 
 
-def _bounding_region(mask: np.ndarray) -> tuple[slice, slice, slice]:
+def bounding_region(mask: np.ndarray) -> tuple[slice, slice, slice]:
     """(k, j, i) slices of the mask's bounding box; the whole grid for an empty mask."""
     if not mask.any():
         return tuple(slice(0, n) for n in mask.shape)  # type: ignore[return-value]
