@@ -52,7 +52,7 @@ def test_rows_of_one_lesion_merge_and_paths_are_relative_to_the_list(tmp_path):
     lesions = read_batch_list(listed, needs_box=False)
     assert [(lesion.image, lesion.lesion, len(lesion.boxes)) for lesion in lesions] == [
         (tmp_path / "scans" / "a.nrrd", "L1", 2), (tmp_path / "scans" / "a.nrrd", "row4", 1),
-        (Path("/abs/b.nii.gz"), "row5", 0)]
+        (Path("/abs/b.nii.gz"), "proposals", 0)]
     assert lesions[0].boxes[1] == (10, 11, 3, 14, 15, 3) and lesions[0].organ == "liver"
     assert lesions[0].lines == (2, 3) and lesions[0].space == "ijk" and lesions[2].space == ""
     assert lesions[0].default_out() == "a_L1.nii.gz"
@@ -126,12 +126,12 @@ def test_threshold_batch_measures_each_lesion_and_one_bad_row_costs_only_its_les
 
 def test_resume_keeps_finished_lesions_and_redoes_the_failed_ones(tmp_path):
     _, masks = two_lesion_scan(tmp_path / "scan.nrrd")
-    rows = [["image", "box", "lesion"], ["scan.nrrd", box_text(masks[0]), "left"],
-            ["scan.nrrd", "0,0,0,500,10,0", "right"]]
+    rows = [["image", "box", "lesion", "out"], ["scan.nrrd", box_text(masks[0]), "left", "masks/scan_left.nii.gz"],
+            ["scan.nrrd", "0,0,0,500,10,0", "right", ""]]
     out_dir = tmp_path / "out"
     assert dtt_segment("--batch", str(write_csv(tmp_path / "list.csv", rows)), "--out-dir", str(out_dir),
                        "--model", "threshold").returncode == 2
-    left = out_dir / "scan_left.nii.gz"
+    left = out_dir / "masks" / "scan_left.nii.gz"  # a sub-folder of --out-dir named by the list
     first_write = left.stat().st_mtime_ns
     rows[2][1] = box_text(masks[1])  # the user fixes the bad row
     run = dtt_segment("--batch", str(write_csv(tmp_path / "list.csv", rows)), "--out-dir", str(out_dir),
@@ -211,3 +211,7 @@ def test_nnunet_batch_over_a_folder_writes_proposals_per_scan(tmp_path):
         labels = read_image(out_dir / mine[0]["out"]).array
         for n, row in enumerate(mine, start=1):  # row n is proposal Pn, value n in the label map
             assert row["lesion"] == f"P{n}" and int((labels == n).sum()) == int(row["voxels"])
+    again = dtt_segment("--batch", str(scans), "--out-dir", str(out_dir), "--model", f"nnunet:{tiny}",
+                        "--device", "cpu", "--resume")
+    assert again.returncode == 0 and again.stderr.count("proposals: done earlier, kept") == 2, again.stderr
+    assert table(out_dir) == rows

@@ -29,7 +29,7 @@ from DTTLib.errors import DTTError, InputError
 from DTTLib.segmentation.batch_list import BatchLesion, read_batch_list
 
 TABLE = "measurements.csv"
-COLUMNS = ("image", "lesion", "status", "error", "out", "longest_diameter_mm", "short_axis_mm", "volume_mm3",
+COLUMNS = ("image", "entry", "lesion", "status", "error", "out", "longest_diameter_mm", "short_axis_mm", "volume_mm3",
            "diameter_slice", "first_slice", "last_slice", "voxels", "boxes", "pieces", "centroid_r", "centroid_a",
            "centroid_s", "confidence", "model", "device", "seconds", "csv_lines")
 IMAGE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
@@ -75,11 +75,12 @@ class BatchTable:
         if resume and self.path.is_file():
             with self.path.open(newline="", encoding="utf-8") as handle:
                 for row in csv.DictReader(handle):
-                    self.done.setdefault((row.get("image", ""), row.get("lesion", "")), []).append(row)
+                    self.done.setdefault((row.get("image", ""), row.get("entry", "")), []).append(row)
 
-    def finished(self, image: str, lesion: str, out_dir: Path) -> list[dict[str, Any]] | None:
-        """The earlier rows of a lesion that ended ``ok`` and still has its mask, else None."""
-        rows = self.done.get((image, lesion), [])
+    def finished(self, image: str, entry: str, out_dir: Path) -> list[dict[str, Any]] | None:
+        """The earlier rows of a list entry (a lesion, or a scan's nnU-Net proposals) that ended
+        ``ok`` and still has its mask, else None."""
+        rows = self.done.get((image, entry), [])
         if rows and all(r["status"] in ("ok", "proposal") and r["out"] and (out_dir / r["out"]).is_file()
                         for r in rows):
             return rows
@@ -104,7 +105,7 @@ def _row(lesion: BatchLesion, image_name: str, /, **fields: Any) -> dict[str, An
     """A table row; ``fields`` may rename the lesion (an nnU-Net proposal's id)."""
     rounded = {key: round(value, DECIMALS[key]) if key in DECIMALS and isinstance(value, float) else value
                for key, value in fields.items()}
-    return {"image": image_name, "lesion": lesion.lesion, "csv_lines": " ".join(map(str, lesion.lines)),
+    return {"image": image_name, "entry": lesion.lesion, "lesion": lesion.lesion, "csv_lines": " ".join(map(str, lesion.lines)),
             "boxes": len(lesion.boxes) or "", **rounded}
 
 
@@ -169,7 +170,6 @@ def _segment_lesion(args: argparse.Namespace, lesion: BatchLesion, image: Any, s
 def run_batch(args: argparse.Namespace) -> int:
     """The batch: check the list, load the model once, segment lesion by lesion (see module doc)."""
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
-    from DTTLib.cli.segment import _check_output  # noqa: PLC0415
     from DTTLib.imaging.io import read_image  # noqa: PLC0415
 
     nnunet = args.model.lower().startswith("nnunet:")
@@ -190,9 +190,10 @@ def run_batch(args: argparse.Namespace) -> int:
         if nnunet and any(lesion.boxes for lesion in lesions):
             raise InputError("nnU-Net segments whole scans and takes no boxes",
                              "leave the box columns empty, or use --model litemedsam")
-    for lesion in lesions:
-        if lesion.out:
-            _check_output(lesion.out)
+    for lesion in lesions:  # folders under --out-dir are created; only the kind of file is checked here
+        if lesion.out and not lesion.out.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
+            raise InputError(f"{lesion.where}: cannot write a mask to '{lesion.out}': unknown extension",
+                             "use .nii.gz, .nii, .nrrd or .seg.nrrd")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = BatchTable(out_dir, args.resume)

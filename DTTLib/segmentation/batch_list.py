@@ -9,7 +9,8 @@ LIST.csv`` reads it with this module. Columns (header row required, names case-i
   semicolons or spaces. Both empty (or neither column) only for a model that needs no box
   (nnU-Net segments the whole scan);
 * ``lesion`` (optional) — a name; rows with the same image and lesion are one lesion in
-  several separate pieces (one box per piece, the mask is their union). Default: ``row<N>``;
+  several separate pieces (one box per piece, the mask is their union). Default: ``row<N>``
+  (``proposals`` for a row without a box: the scan's nnU-Net proposals);
 * ``organ`` (optional) — the lesion's organ, for the CT window rules;
 * ``out`` (optional) — where its mask goes, relative to the output folder.
 
@@ -106,7 +107,7 @@ def read_batch_list(path: str | Path, needs_box: bool = True) -> list[BatchLesio
         if space == "ijk" and any(v != int(v) for v in numbers):  # type: ignore[union-attr]
             raise InputError(f"{where}: box '{box}' has non-integer voxel indices",
                              "voxel indices are whole numbers (use box_ras for millimetres)")
-        name = cells.get("lesion", "") or f"row{number}"
+        name = cells.get("lesion", "") or (f"row{number}" if space else "proposals")  # no box: the scan's proposals
         entry = lesions.setdefault((image, name), {"boxes": [], "space": space, "organ": cells.get("organ", ""),
                                                     "out": cells.get("out", ""), "lines": []})
         if entry["lines"] and entry["space"] != space:
