@@ -70,7 +70,9 @@ class DTTSegmentation(ScriptedLoadableModule):
         self.parent.contributors = ["DigitalTwinTumor developers"]
         self.parent.helpText = _(
             "Draw a box (ROI) around a lesion; the lesion is segmented inside the box and stored as "
-            "a segment named by lesion and timepoint, with its volume. Segments stay editable in "
+            "a segment named by lesion and timepoint, with its RECIST lines, diameters and volume. 'Other segments' "
+            "follows the Segment Editor's masking unless you choose otherwise. A scan shown from a sequence can be "
+            "segmented on every frame. Segments stay editable in "
             "the Segment Editor. The lesion's organ and 'Lymph node' are stored on the segment for RECIST "
             "in the Digital Twin Tumor module. 'Find lesions (nnU-Net)' segments the whole scan with a trained nnU-Net "
             "model folder; each lesion found becomes a proposal segment to accept, edit or reject. "
