@@ -107,25 +107,27 @@ def parse_six(text: str, what: str, integer: bool) -> list[float]:
 
 def _boxes(args: argparse.Namespace, image: Any) -> list[Any]:
     """Every --box (or --box-ras) as a voxel box of IMAGE, each checked: one per focus."""
+    return ([box_in_image(parse_six(text, "--box", True), "ijk", image, f"--box {text}") for text in args.box or []]
+            + [box_in_image(parse_six(text, "--box-ras", False), "ras", image) for text in args.box_ras or []])
+
+
+def box_in_image(values: Any, space: str, image: Any, label: str = "") -> Any:
+    """Six numbers as a voxel box of IMAGE: ``space`` "ijk" (inclusive voxel indices, refused when
+    they reach outside the image: a box is never silently cut) or "ras" (two opposite corners in mm)."""
     import numpy as np  # noqa: PLC0415
 
     from DTTLib.errors import InputError  # noqa: PLC0415
     from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras  # noqa: PLC0415
 
-    boxes = []
-    for text in args.box or []:
-        box = VoxelBox(*(int(v) for v in parse_six(text, "--box", True)))
-        clipped = checked_box(box, image)
-        if clipped != box:
-            ni, nj, nk = image.shape_ijk
-            raise InputError(f"--box {text} reaches outside the image (voxel indices 0..{ni - 1}, "
-                             f"0..{nj - 1}, 0..{nk - 1})", "give a box inside the image")
-        boxes.append(box)
-    for text in args.box_ras or []:
-        values = np.array(parse_six(text, "--box-ras", False))
-        low, high = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
-        boxes.append(voxel_box_from_ras(image, low, high))
-    return boxes
+    if space == "ras":
+        values = np.asarray(values, float)
+        return voxel_box_from_ras(image, np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:]))
+    box = VoxelBox(*(int(v) for v in values))
+    if checked_box(box, image) != box:
+        ni, nj, nk = image.shape_ijk
+        raise InputError(f"{label or 'box ' + ','.join(str(int(v)) for v in values)} reaches outside the image "
+                         f"(voxel indices 0..{ni - 1}, 0..{nj - 1}, 0..{nk - 1})", "give a box inside the image")
+    return box
 
 
 def _check_output(path: str | None) -> None:
@@ -133,12 +135,18 @@ def _check_output(path: str | None) -> None:
 
     if path is None:
         return
-    name = Path(path).name.lower()
-    if not name.endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
-        raise InputError(f"cannot write the mask to '{path}': unknown extension",
-                         "use .nii.gz, .nii, .nrrd or .seg.nrrd")
+    check_mask_extension(path)
     if not Path(path).parent.exists():
         raise InputError(f"folder '{Path(path).parent}' does not exist", "create it first")
+
+
+def check_mask_extension(path: str, where: str = "") -> None:
+    """A mask file name the writers know (.nii.gz, .nii, .nrrd, .seg.nrrd, .mha), or a clear error."""
+    from DTTLib.errors import InputError  # noqa: PLC0415
+
+    if not Path(path).name.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
+        raise InputError(f"{where}cannot write the mask to '{path}': unknown extension",
+                         "use .nii.gz, .nii, .nrrd or .seg.nrrd")
 
 
 def medsam_weights_folder() -> Path:
@@ -338,19 +346,26 @@ def _refine_edges(args: argparse.Namespace, image: Any) -> bool:
     return segmentation_edge_refinement(image.modality) if args.refine_edges == "auto" else args.refine_edges == "on"
 
 
-def run_nnunet(args: argparse.Namespace, image: Any, started: float, timings: dict[str, Any]) -> int:
-    """Whole-scan nnU-Net: proposals with measurements (printed or JSON), mask and probabilities."""
-    from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
+def nnunet_segmenter(args: argparse.Namespace) -> Any:
+    """The nnU-Net model --model names, with --tile-step, --no-mirroring, --device, --folds, --trust-model."""
     from DTTLib.segmentation.nnunet import NnUNetSegmenter, NnUNetSettings  # noqa: PLC0415
     from DTTLib.segmentation.nnunet_model import resolve_model  # noqa: PLC0415
-    from DTTLib.segmentation.nnunet_proposals import find_lesions  # noqa: PLC0415
 
     folder = resolve_model(args.model)  # checks the folder before torch/nnunetv2 are imported
     folds = tuple(f.strip() for f in args.folds.split(",") if f.strip()) if args.folds else None
-    settings = NnUNetSettings(tile_step_size=args.tile_step, use_mirroring=not args.no_mirroring,
-                              device=args.device, folds=folds, trust_checkpoint=args.trust_model)
+    return NnUNetSegmenter(folder, NnUNetSettings(tile_step_size=args.tile_step, use_mirroring=not args.no_mirroring,
+                                                  device=args.device, folds=folds,
+                                                  trust_checkpoint=args.trust_model))
+
+
+def run_nnunet(args: argparse.Namespace, image: Any, started: float, timings: dict[str, Any]) -> int:
+    """Whole-scan nnU-Net: proposals with measurements (printed or JSON), mask and probabilities."""
+    from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
+    from DTTLib.segmentation.nnunet_proposals import find_lesions  # noqa: PLC0415
+
     t0 = time.perf_counter()
-    segmenter = NnUNetSegmenter(folder, settings)
+    segmenter = nnunet_segmenter(args)
+    settings = segmenter.settings
     timings["load_model_s"] = time.perf_counter() - t0
     result = find_lesions(segmenter, image, min_volume_mm3=args.min_volume)
     timings.update(result.timings)

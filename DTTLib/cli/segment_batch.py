@@ -45,26 +45,6 @@ def folder_lesions(folder: Path) -> list[BatchLesion]:
     return [BatchLesion(scan, "proposals", (), "", "", "", ()) for scan in scans]
 
 
-def _lesion_boxes(lesion: BatchLesion, image: Any) -> list[Any]:
-    import numpy as np  # noqa: PLC0415
-
-    from DTTLib.segmentation.box import VoxelBox, checked_box, voxel_box_from_ras  # noqa: PLC0415
-
-    boxes = []
-    for values in lesion.boxes:
-        if lesion.space == "ras":
-            low, high = np.minimum(values[:3], values[3:]), np.maximum(values[:3], values[3:])
-            boxes.append(voxel_box_from_ras(image, low, high))
-            continue
-        box = VoxelBox(*(int(v) for v in values))
-        if checked_box(box, image) != box:
-            ni, nj, nk = image.shape_ijk
-            raise InputError(f"box {','.join(str(int(v)) for v in values)} reaches outside the image (voxel "
-                             f"indices 0..{ni - 1}, 0..{nj - 1}, 0..{nk - 1})", "give a box inside the image")
-        boxes.append(box)
-    return boxes
-
-
 class BatchTable:
     """``measurements.csv`` in the output folder, rewritten atomically after every lesion."""
 
@@ -122,23 +102,17 @@ def _measured_row(lesion: BatchLesion, image_name: str, summary: dict[str, Any],
 
 
 def _load_model(args: argparse.Namespace, nnunet: bool) -> Any:
-    from DTTLib.cli.segment import make_segmenter  # noqa: PLC0415
+    from DTTLib.cli.segment import make_segmenter, nnunet_segmenter  # noqa: PLC0415
 
     if nnunet:
-        from DTTLib.segmentation.nnunet import NnUNetSegmenter, NnUNetSettings  # noqa: PLC0415
-        from DTTLib.segmentation.nnunet_model import resolve_model  # noqa: PLC0415
-
-        folds = tuple(f.strip() for f in args.folds.split(",") if f.strip()) if args.folds else None
-        return NnUNetSegmenter(resolve_model(args.model), NnUNetSettings(
-            tile_step_size=args.tile_step, use_mirroring=not args.no_mirroring, device=args.device, folds=folds,
-            trust_checkpoint=args.trust_model))
+        return nnunet_segmenter(args)
     return None if args.model == "threshold" else make_segmenter(args.model, args.device, args.medsam_dir)
 
 
 def _segment_lesion(args: argparse.Namespace, lesion: BatchLesion, image: Any, segmenter: Any,
                     out_dir: Path, image_name: str) -> list[dict[str, Any]]:
-    from DTTLib.cli.segment import (box_model_settings, lesion_summary, model_fields,  # noqa: PLC0415
-                                    segment_boxes, write_mask, write_proposals)
+    from DTTLib.cli.segment import (box_in_image, box_model_settings, lesion_summary,  # noqa: PLC0415
+                                    model_fields, segment_boxes, write_mask, write_proposals)
 
     started = time.perf_counter()
     if args.model.lower().startswith("nnunet:"):
@@ -156,7 +130,7 @@ def _segment_lesion(args: argparse.Namespace, lesion: BatchLesion, image: Any, s
                         "centroid_s": p.centroid_ras[2]})
                 for p in found.proposals] or [_row(lesion, image_name, status="no lesion found", error="",
                                                    out=out, seconds=round(seconds, 2), **model)]
-    boxes = _lesion_boxes(lesion, image)
+    boxes = [box_in_image(values, lesion.space, image) for values in lesion.boxes]
     settings = box_model_settings(args, image, lesion.organ or args.organ)
     mask, focus_masks, _ = segment_boxes(image, boxes, segmenter, settings, args.threshold)
     summary = {**lesion_summary(image, mask, boxes, focus_masks), **model_fields(args.model, segmenter, settings)}
@@ -170,6 +144,7 @@ def _segment_lesion(args: argparse.Namespace, lesion: BatchLesion, image: Any, s
 def run_batch(args: argparse.Namespace) -> int:
     """The batch: check the list, load the model once, segment lesion by lesion (see module doc)."""
     from DTTLib.cli.output import print_fields, print_json  # noqa: PLC0415
+    from DTTLib.cli.segment import check_mask_extension  # noqa: PLC0415
     from DTTLib.imaging.io import read_image  # noqa: PLC0415
 
     nnunet = args.model.lower().startswith("nnunet:")
@@ -191,9 +166,8 @@ def run_batch(args: argparse.Namespace) -> int:
             raise InputError("nnU-Net segments whole scans and takes no boxes",
                              "leave the box columns empty, or use --model litemedsam")
     for lesion in lesions:  # folders under --out-dir are created; only the kind of file is checked here
-        if lesion.out and not lesion.out.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
-            raise InputError(f"{lesion.where}: cannot write a mask to '{lesion.out}': unknown extension",
-                             "use .nii.gz, .nii, .nrrd or .seg.nrrd")
+        if lesion.out:
+            check_mask_extension(lesion.out, f"{lesion.where}: ")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = BatchTable(out_dir, args.resume)
