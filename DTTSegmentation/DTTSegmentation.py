@@ -441,10 +441,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onApplyButton()
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to segment the lesion."), waitCursor=True):
-            if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
-                return
-            if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
-                self._offerDownload(model, then=lambda: self.onSegmentWithModel(mode))
+            if not self._boxModelReady(model, then=lambda: self.onSegmentWithModel(mode)):
                 return
             if not node.segmentation:
                 node.segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Lesions")
@@ -476,6 +473,17 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.addPieceCheck.checked = False  # one piece per tick: the next run replaces again
 
         self._runInBackground(compute, finish, _("Failed to segment the lesion: {error}"))
+
+    def _boxModelReady(self, model: str, then) -> bool:
+        """Whether the box model can run now: its packages installed (the user is asked first) and,
+        for a downloaded model, its weights here — else the download is offered and ``then`` runs
+        after it."""
+        if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
+            return False
+        if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
+            self._offerDownload(model, then=then)
+            return False
+        return True
 
     def _showStoredLesion(self, stored, computed) -> None:
         """Status line after a model's lesion is stored: volume, slices, voxels left to others, outline note."""
@@ -518,10 +526,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 raise ValueError(_("'{name}' is not shown from a sequence").format(name=node.inputVolume.GetName()))
             if model == "threshold" or model.startswith("nnunet"):
                 raise ValueError(_("Every-frame segmentation uses a box model: choose LiteMedSAM or MedSAM"))
-            if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
-                return
-            if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
-                self._offerDownload(model, then=self.onSegmentEveryFrame)
+            if not self._boxModelReady(model, then=self.onSegmentEveryFrame):
                 return
             images = self.logic.sequenceFrames(series)
             low, high = self.logic.roiBounds(node.roi)
@@ -565,10 +570,7 @@ class DTTSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 raise InputError(f"'{segmentation.GetName()}' has no segment for lesion '{node.lesionId}' at "
                                  f"timepoint '{node.timepointLabel}'",
                                  "set Lesion id and Timepoint label to those of the segment you corrected")
-            if not self.logic.ensureInstalled(lambda text: slicer.util.confirmOkCancelDisplay(text)):
-                return
-            if self.logic.downloadedModelId(model) and self.logic.modelWeightsFolder(model) is None:
-                self._offerDownload(model, then=self.onRerunFromSlice)
+            if not self._boxModelReady(model, then=self.onRerunFromSlice):
                 return
             image = image_from_volume_node(volume)  # also refuses a volume under a transform
             k = self.logic.volumeSliceIndex(volume, self._sliceNode("Red"), "Red")
