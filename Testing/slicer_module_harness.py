@@ -57,6 +57,9 @@ def load_module_file(path: Path) -> types.ModuleType:
 
     for name, module in _framework_modules().items():
         sys.modules.setdefault(name, module)
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # as in Slicer, which puts each scripted module's folder on the path, so a
+        sys.path.insert(0, folder)  # module file can import its own <Module>Lib package
     spec = importlib.util.spec_from_file_location(f"dtt_selftest_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

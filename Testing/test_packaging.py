@@ -81,6 +81,12 @@ def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
     return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
 
 
+def module_sources(module: str) -> list[str]:
+    """The module file and its feature parts (``<Module>Lib/*.py``, mixed into its classes)."""
+    parts = sorted((ROOT / module / f"{module}Lib").glob("*.py"))
+    return [(ROOT / module / f"{module}.py").read_text()] + [part.read_text() for part in parts]
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_module_follows_the_scripted_module_template(module):
     source = (ROOT / module / f"{module}.py").read_text()
@@ -97,21 +103,24 @@ def test_module_follows_the_scripted_module_template(module):
     bound = {prop.find("string").text for prop in ui.iter("property") if prop.get("name") == "SlicerParameterName"}
     assert bound <= fields, f"the .ui binds parameters the node does not have: {bound - fields}"
     widget_names = {w.get("name") for w in ui.iter("widget")}
-    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    used = set(re.findall(r"self\.ui\.(\w+)", "\n".join(module_sources(module))))
     assert used <= widget_names, f"{module}.py uses widgets missing from the .ui: {used - widget_names}"
     # no installs or heavy imports at file scope (Slicer reviewers check this)
-    top_imports = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
-                   for alias in node.names}
-    top_imports |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert top_imports <= {"logging", "os", "sys", "typing", "vtk", "slicer"}, top_imports
-    assert "pip_install" not in source
+    for part in module_sources(module):
+        part_tree = ast.parse(part)
+        top_imports = {alias.name.split(".")[0] for node in part_tree.body if isinstance(node, ast.Import)
+                       for alias in node.names}
+        top_imports |= {node.module.split(".")[0] for node in part_tree.body if isinstance(node, ast.ImportFrom)}
+        assert top_imports <= {"logging", "os", "sys", "typing", "vtk", "slicer", f"{module}Lib"}, top_imports
+        assert "pip_install" not in part
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_only_uses_dttlib_names_that_exist(module):
-    tree = ast.parse((ROOT / module / f"{module}.py").read_text())
-    imports = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and node.module and node.module.startswith("DTTLib") for alias in node.names]
+    trees = [ast.parse(source) for source in module_sources(module)]
+    imports = [(node.module, alias.name) for tree in trees for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("DTTLib")
+               for alias in node.names]
     assert imports, f"{module} does not delegate to DTTLib"
     for module_name, name in imports:
         assert hasattr(importlib.import_module(module_name), name), f"{module_name}.{name} does not exist"
