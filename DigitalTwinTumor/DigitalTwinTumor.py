@@ -19,6 +19,10 @@ from slicer.util import VTKObservationMixin
 
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
+from DigitalTwinTumorLib.LesionAnatomy import LesionAnatomyLogic, LesionAnatomyWidget
+from DigitalTwinTumorLib.RunOutput import RunOutputLogic, RunOutputWidget
+from DigitalTwinTumorLib.Timepoints import TimepointsLogic, TimepointsTest, TimepointsWidget
+
 
 def _makeDTTLibImportable() -> None:
     """Installed, DTTLib sits beside this file; from a source tree, one folder up."""
@@ -58,20 +62,6 @@ class DigitalTwinTumor(ScriptedLoadableModule):
 # DigitalTwinTumorParameterNode
 #
 
-#: RECIST non-target assessments a timepoint can have (DTTLib.response.records.NON_TARGET_VALUES).
-NON_TARGET_CHOICES = ("none", "CR", "nonCR_nonPD", "PD", "NE")
-#: New lesions at a follow-up: as lesion tracking finds them, or the reader's yes / no.
-NEW_LESION_CHOICES = ("tracking", "yes", "no")
-#: iRECIST: did a PD non-target grow further since the last visit? Not assessed keeps a non-target
-#: iUPD unconfirmed and says so (DTTLib.response.irecist); yes confirms iCPD, no keeps iUPD.
-FURTHER_INCREASE_CHOICES = ("not_assessed", "yes", "no")
-#: Day of a timepoint added after the last one, and of the default follow-up.
-FOLLOW_UP_INTERVAL_DAYS = 56.0
-MAX_DAY = 3650.0
-# A lesion's organ and nodal status are read from its segment's tags (DTTLib.mrml.lesions ORGAN_TAG /
-# NODAL_TAG, written by DTT Segmentation); the lesion organ table overrides them, and a segment
-# without them is described by its terminology.
-
 
 @parameterNodeWrapper
 class DigitalTwinTumorParameterNode:
@@ -80,8 +70,9 @@ class DigitalTwinTumorParameterNode:
     timepointNonTargetFurtherIncreases, timepointNewLesions -
         one entry per timepoint, baseline first: its scan, its lesion segmentation (one segment per
         lesion), days from baseline (the baseline is day 0), its RECIST non-target assessment
-        (NON_TARGET_CHOICES), for iRECIST whether that non-target disease grew further since the
-        last visit (FURTHER_INCREASE_CHOICES) and whether it has new lesions (NEW_LESION_CHOICES).
+        (NON_TARGET_CHOICES in DigitalTwinTumorLib/Common.py), for iRECIST whether that non-target
+        disease grew further since the last visit (FURTHER_INCREASE_CHOICES) and whether it has new
+        lesions (NEW_LESION_CHOICES).
         The timepoints table edits them; the volumes and segmentations are node references, so they
         follow the nodes when a scene is saved and loaded again. A scene saved before the further
         increase existed has no such list: the wrapper reads it as empty and every timepoint is
@@ -132,10 +123,9 @@ class DigitalTwinTumorParameterNode:
 #
 
 
-class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class DigitalTwinTumorWidget(TimepointsWidget, LesionAnatomyWidget, RunOutputWidget, ScriptedLoadableModuleWidget,
+                             VTKObservationMixin):
     # columns of the timepoints and lesion organ tables (their headers are in the .ui)
-    TIMEPOINT_COLUMNS = ("volume", "segmentation", "day", "nonTarget", "furtherIncrease", "newLesions")
-    LESION_COLUMN, ORGAN_COLUMN, NODAL_COLUMN = range(3)
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -279,211 +269,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- timepoints table: a row per timepoint, each cell a widget; the parameter node holds the values
 
-    def _timepoints(self, node=None) -> list:
-        """The parameter node's timepoints as dicts (see DigitalTwinTumorLogic.timepointsFromLists)."""
-        node = node or self._parameterNode
-        return self.logic.timepointsFromLists(
-            node.timepointVolumes, node.timepointSegmentations, node.timepointDays, node.timepointNonTargets,
-            node.timepointNewLesions, node.timepointNonTargetFurtherIncreases)
-
-    def _writeTimepoints(self, timepoints, node=None) -> None:
-        """All six lists in one modification, so observers never see them with different lengths."""
-        node = node or self._parameterNode
-        with slicer.util.NodeModify(node.parameterNode):
-            node.timepointVolumes = [t["volume"] for t in timepoints]
-            node.timepointSegmentations = [t["segmentation"] for t in timepoints]
-            node.timepointDays = [float(t["day"]) for t in timepoints]
-            node.timepointNonTargets = [t["nonTarget"] for t in timepoints]
-            node.timepointNonTargetFurtherIncreases = [t["furtherIncrease"] for t in timepoints]
-            node.timepointNewLesions = [t["newLesions"] for t in timepoints]
-
-    def _newNodeSelector(self, nodeType: str, toolTip: str):
-        selector = slicer.qMRMLNodeComboBox()
-        selector.nodeTypes = [nodeType]
-        selector.showChildNodeTypes = False
-        selector.noneEnabled = True
-        selector.addEnabled = False
-        selector.removeEnabled = False
-        selector.selectNodeUponCreation = False  # loading another scan must not change the rows
-        selector.toolTip = toolTip
-        selector.setMRMLScene(slicer.mrmlScene)
-        selector.connect("currentNodeChanged(vtkMRMLNode*)", self._onTimepointEdited)
-        return selector
-
-    def _addTimepointRowWidgets(self, row: int) -> None:
-        import qt
-
-        table = self.ui.timepointsTableWidget
-        cells = {
-            "volume": self._newNodeSelector("vtkMRMLScalarVolumeNode", _("Scan of this timepoint")),
-            "segmentation": self._newNodeSelector(
-                "vtkMRMLSegmentationNode", _("Lesion segmentation of this scan (one segment per lesion)")),
-            "day": qt.QDoubleSpinBox(),
-            "nonTarget": qt.QComboBox(),
-            "furtherIncrease": qt.QComboBox(),
-            "newLesions": qt.QComboBox(),
-        }
-        day = cells["day"]
-        day.decimals = 0
-        day.minimum = 0
-        day.maximum = MAX_DAY
-        day.suffix = _(" d")
-        day.toolTip = _("Days from the baseline scan") if row else _("The baseline is day 0")
-        day.enabled = row > 0
-        day.connect("valueChanged(double)", self._onTimepointEdited)
-        cells["nonTarget"].addItems(list(NON_TARGET_CHOICES))
-        cells["nonTarget"].toolTip = _("RECIST non-target assessment at this timepoint")
-        cells["nonTarget"].connect("currentIndexChanged(int)", self._onTimepointEdited)
-        cells["furtherIncrease"].addItems([_("not assessed"), _("yes"), _("no")])
-        cells["furtherIncrease"].toolTip = _(
-            "iRECIST: has the PD non-target disease grown further since the last visit? Yes confirms a "
-            "non-target iUPD as iCPD; no, or not assessed, keeps iUPD (the response says which)") if row else _(
-            "The baseline has nothing to increase from")
-        cells["furtherIncrease"].enabled = row > 0
-        cells["furtherIncrease"].connect("currentIndexChanged(int)", self._onTimepointEdited)
-        cells["newLesions"].addItems([_("from tracking"), _("yes"), _("no")])
-        cells["newLesions"].toolTip = _(
-            "New lesions at this follow-up: as lesion tracking finds them, or your reading") if row else _(
-            "The baseline has no new lesions")
-        cells["newLesions"].enabled = row > 0
-        cells["newLesions"].connect("currentIndexChanged(int)", self._onTimepointEdited)
-        for column, key in enumerate(self.TIMEPOINT_COLUMNS):
-            table.setCellWidget(row, column, cells[key])
-        self._timepointWidgets.append(cells)
-
-    def _updateTimepointsTable(self) -> None:
-        """Parameter node -> table; rows are made or dropped only when the number of timepoints changes."""
-        timepoints = self._timepoints()
-        table = self.ui.timepointsTableWidget
-        self._updatingTimepoints = True
-        try:
-            if table.rowCount != len(timepoints) or len(self._timepointWidgets) != len(timepoints):
-                table.setRowCount(len(timepoints))  # dropped rows delete their cell widgets
-                del self._timepointWidgets[len(timepoints):]
-                for row in range(len(self._timepointWidgets), len(timepoints)):
-                    self._addTimepointRowWidgets(row)
-            for cells, timepoint in zip(self._timepointWidgets, timepoints):
-                if cells["volume"].currentNode() != timepoint["volume"]:
-                    cells["volume"].setCurrentNode(timepoint["volume"])
-                if cells["segmentation"].currentNode() != timepoint["segmentation"]:
-                    cells["segmentation"].setCurrentNode(timepoint["segmentation"])
-                if cells["day"].value != timepoint["day"]:
-                    cells["day"].value = timepoint["day"]
-                for key, choices, fallback in (("nonTarget", NON_TARGET_CHOICES, "none"),
-                                               ("furtherIncrease", FURTHER_INCREASE_CHOICES, "not_assessed"),
-                                               ("newLesions", NEW_LESION_CHOICES, "tracking")):
-                    value = timepoint[key] if timepoint[key] in choices else fallback
-                    if cells[key].currentIndex != choices.index(value):
-                        cells[key].currentIndex = choices.index(value)
-            # the twin orders timepoints by day: label each row with the index corrections use ("1:L2")
-            order = sorted(range(len(timepoints)), key=lambda row: timepoints[row]["day"])
-            table.setVerticalHeaderLabels([str(order.index(row)) for row in range(len(timepoints))])
-        finally:
-            self._updatingTimepoints = False
-
-    def _onTimepointEdited(self, *args) -> None:
-        """Table -> parameter node."""
-        if self._updatingTimepoints or not self._parameterNode:
-            return
-        timepoints = []
-        for row, cells in enumerate(self._timepointWidgets):
-            timepoints.append({
-                "volume": cells["volume"].currentNode(),
-                "segmentation": cells["segmentation"].currentNode(),
-                "day": float(cells["day"].value) if row else 0.0,
-                "nonTarget": NON_TARGET_CHOICES[max(cells["nonTarget"].currentIndex, 0)],
-                "furtherIncrease": (FURTHER_INCREASE_CHOICES[max(cells["furtherIncrease"].currentIndex, 0)]
-                                    if row else "not_assessed"),
-                "newLesions": NEW_LESION_CHOICES[max(cells["newLesions"].currentIndex, 0)] if row else "tracking",
-            })
-        self._writeTimepoints(timepoints)
-
-    def onAddTimepointButton(self) -> None:
-        timepoints = self._timepoints()
-        last = max([t["day"] for t in timepoints], default=-FOLLOW_UP_INTERVAL_DAYS)
-        timepoints.append({"volume": None, "segmentation": None,
-                           "day": min(last + FOLLOW_UP_INTERVAL_DAYS, MAX_DAY),
-                           "nonTarget": "none", "furtherIncrease": "not_assessed", "newLesions": "tracking"})
-        self._writeTimepoints(timepoints)
-
-    def onRemoveTimepointButton(self) -> None:
-        """Removes the selected timepoint (the last one when none is selected); two always stay."""
-        timepoints = self._timepoints()
-        if len(timepoints) <= 2:
-            slicer.util.showStatusMessage(_("A twin needs at least two timepoints."), 5000)
-            return
-        row = self.ui.timepointsTableWidget.currentRow()
-        row = row if 0 <= row < len(timepoints) else len(timepoints) - 1
-        del timepoints[row]
-        if row == 0:
-            # The earliest remaining scan becomes the baseline, and row 0 is the baseline row (day fixed
-            # at 0, no new lesions): move it there, whatever order the rows are in, and count the days
-            # from it. Shifting by the next row's day instead would give earlier rows negative days.
-            first = min(range(len(timepoints)), key=lambda index: timepoints[index]["day"])
-            timepoints.insert(0, timepoints.pop(first))
-            shift = timepoints[0]["day"]
-            for timepoint in timepoints:
-                timepoint["day"] -= shift
-            timepoints[0]["newLesions"] = "tracking"
-            timepoints[0]["furtherIncrease"] = "not_assessed"
-            slicer.util.showStatusMessage(
-                _("The baseline was removed: days now count from the earliest remaining scan (check the "
-                  "therapy log)."), 8000)
-        self._writeTimepoints(timepoints)
-
     # -- lesion organ table: lesion id | organ | nodal, from the segments and the user's edits
-
-    def _updateLesionAnatomyTable(self, force: bool = False) -> None:
-        import qt
-
-        node = self._parameterNode
-        segmentations = [s for s in node.timepointSegmentations if s is not None]
-        shown = (tuple(s.GetID() for s in segmentations), node.lesionAnatomy)
-        if shown == self._anatomyShown and not force:
-            return
-        self._anatomyShown = shown
-        rows = self.logic.lesionAnatomy(segmentations, self.logic.parseLesionAnatomy(node.lesionAnatomy))
-        table = self.ui.lesionAnatomyTableWidget
-        wasBlocked = table.blockSignals(True)
-        try:
-            table.setRowCount(len(rows))
-            for row, (lesion, anatomy) in enumerate(rows.items()):
-                origin = {"user": _("set here"), "tag": _("from the segment's DTT.Organ / DTT.Nodal tags"),
-                          "terminology": _("from the segment's terminology"),
-                          "": _("not given: set the organ (RECIST allows two targets per organ)")}[anatomy["origin"]]
-                lesionItem = qt.QTableWidgetItem(lesion)
-                lesionItem.setFlags(lesionItem.flags() ^ qt.Qt.ItemIsEditable)
-                lesionItem.setToolTip(origin)
-                organItem = qt.QTableWidgetItem(anatomy["organ"])
-                organItem.setToolTip(_("Organ of this lesion, e.g. liver, lung; {origin}").format(origin=origin))
-                nodalItem = qt.QTableWidgetItem("")
-                nodalItem.setFlags((nodalItem.flags() | qt.Qt.ItemIsUserCheckable) ^ qt.Qt.ItemIsEditable)
-                nodalItem.setCheckState(qt.Qt.Checked if anatomy["nodal"] else qt.Qt.Unchecked)
-                nodalItem.setToolTip(_("Lymph node: measured by its short axis (RECIST 1.1)"))
-                table.setItem(row, self.LESION_COLUMN, lesionItem)
-                table.setItem(row, self.ORGAN_COLUMN, organItem)
-                table.setItem(row, self.NODAL_COLUMN, nodalItem)
-        finally:
-            table.blockSignals(wasBlocked)
-
-    def _onLesionAnatomyEdited(self, row: int, column: int) -> None:
-        """Table -> parameter node: the edited lesion's organ and nodal flag become the user's."""
-        import qt
-
-        table = self.ui.lesionAnatomyTableWidget
-        items = [table.item(row, c) for c in (self.LESION_COLUMN, self.ORGAN_COLUMN, self.NODAL_COLUMN)]
-        if not self._parameterNode or any(item is None for item in items):
-            return
-        node = self._parameterNode
-        text = self.logic.setLesionAnatomy(node.lesionAnatomy, items[0].text(), items[1].text(),
-                                           items[2].checkState() == qt.Qt.Checked)
-        # the table already shows this edit: do not rebuild it under the cell being edited
-        self._anatomyShown = (self._anatomyShown[0] if self._anatomyShown else (), text)
-        node.lesionAnatomy = text
-
-    def onRefreshLesionsButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to read the lesions of the segmentations."), waitCursor=True):
-            self._updateLesionAnatomyTable(force=True)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         node = self._parameterNode
@@ -669,24 +455,6 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = ""
         slicer.util.errorDisplay(self.logic.errorText(failure, error))
 
-    def onOpenRunButton(self) -> None:
-        folder = self.ui.runOutputPathLineEdit.currentPath
-        with slicer.util.tryWithErrorDisplay(_("Failed to open the run output."), waitCursor=True):
-            self._openingRun = True  # its scene import must not restore a twin on its own
-            try:
-                summary = self.logic.openRunOutput(folder)
-            finally:
-                self._openingRun = False
-            self.ui.runOutputPathLineEdit.addCurrentPathToHistory()
-            self.ui.openReportButton.enabled = bool(self.logic.reportPath)
-            self._showResults(summary)
-
-    def onOpenReportButton(self) -> None:
-        import qt
-
-        if self.logic.reportPath:
-            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.logic.reportPath))
-
     def onShowChartButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the chart."), waitCursor=False):
             role = ["sod", "waterfall", "spider", "growth"][max(self.ui.chartComboBox.currentIndex, 0)]
@@ -721,7 +489,7 @@ class DigitalTwinTumorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
+class DigitalTwinTumorLogic(TimepointsLogic, LesionAnatomyLogic, RunOutputLogic, ScriptedLoadableModuleLogic):
     """Thin adapter: all work is done by DTTLib so it runs headless too. The twin's numbers live
     in MRML table / plot / text nodes (they save with the scene); the logic only keeps the
     live what-if engine, which is rebuilt from those nodes on demand."""
@@ -744,31 +512,6 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return DigitalTwinTumorParameterNode(super().getParameterNode())
 
-    def setupTimepoints(self, volumeNodes, days, patientName: str) -> str:
-        """One patient, one study per timepoint; returns a one-line summary."""
-        from DTTLib.mrml.hierarchy import organize_timepoints
-
-        patient, studies = organize_timepoints(list(volumeNodes), [float(d) for d in days], patientName)
-        # Assigning again (or Build twin after Assign timepoints) makes a new patient item; the one
-        # made before is left without scans, so remove it rather than pile up empty patients.
-        previous, self._timepointsPatientItem = self._timepointsPatientItem, patient
-        if previous is not None and previous != patient:
-            self._removeIfEmpty(previous)
-        logging.info("DigitalTwinTumor: %d timepoints under patient '%s'", len(studies), patientName)
-        return _("{count} timepoints assigned to '{name}'").format(count=len(studies), name=patientName)
-
-    @staticmethod
-    def _removeIfEmpty(item) -> None:
-        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-        topLevel = vtk.vtkIdList()
-        sh.GetItemChildren(sh.GetSceneItemID(), topLevel, False)
-        if topLevel.IsId(item) < 0:
-            return  # removed meanwhile (by the user or with its scene)
-        children = vtk.vtkIdList()
-        sh.GetItemChildren(item, children, True)
-        if not any(sh.GetItemDataNode(children.GetId(i)) for i in range(children.GetNumberOfIds())):
-            sh.RemoveItem(item, False, True)
-
     def hasTwin(self) -> bool:
         return self.state is not None
 
@@ -778,108 +521,7 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
 
     # -- timepoints and lesion anatomy (organ, nodal) as the widget edits them
 
-    def defaultTimepoints(self, parameterNode=None) -> list:
-        """A baseline and one follow-up, as dicts like the widget's timepoint rows. A parameter node
-        saved by the two-scan version of this module (baselineVolume, followUpVolume, their
-        segmentations, followUpDay, followUpNonTarget) gives its scans, day and non-target status."""
-
-        def reference(role):
-            return parameterNode.GetNodeReference(role) if parameterNode is not None else None
-
-        def parameter(name):
-            return parameterNode.GetParameter(name) if parameterNode is not None else ""
-
-        try:
-            day = float(parameter("followUpDay") or FOLLOW_UP_INTERVAL_DAYS)
-        except ValueError:
-            day = FOLLOW_UP_INTERVAL_DAYS
-        nonTarget = parameter("followUpNonTarget")
-        return [{"volume": reference("baselineVolume"), "segmentation": reference("baselineSegmentation"),
-                 "day": 0.0, "nonTarget": "none", "furtherIncrease": "not_assessed", "newLesions": "tracking"},
-                {"volume": reference("followUpVolume"), "segmentation": reference("followUpSegmentation"),
-                 "day": day if day > 0 else FOLLOW_UP_INTERVAL_DAYS,
-                 "nonTarget": nonTarget if nonTarget in NON_TARGET_CHOICES else "none",
-                 "furtherIncrease": "not_assessed", "newLesions": "tracking"}]
-
-    @staticmethod
-    def timepointsFromLists(volumes, segmentations, days, nonTargets, newLesions, furtherIncreases=()) -> list:
-        """The timepoint rows (dicts) of the parameter node's lists, one per day. A list shorter than
-        the days is padded: a scene saved before a column existed (e.g. the non-target further
-        increase) loads with that column's neutral value ("not_assessed" claims nothing)."""
-        days = [float(day) for day in days]
-
-        def padded(values, fill):
-            values = list(values)
-            return (values + [fill] * len(days))[:len(days)]
-
-        return [{"volume": volume, "segmentation": segmentation, "day": day, "nonTarget": nonTarget,
-                 "furtherIncrease": furtherIncrease, "newLesions": newLesion}
-                for volume, segmentation, day, nonTarget, furtherIncrease, newLesion in zip(
-                    padded(volumes, None), padded(segmentations, None), days, padded(nonTargets, "none"),
-                    padded(furtherIncreases, "not_assessed"), padded(newLesions, "tracking"))]
-
-    @staticmethod
-    def timepointsProblem(timepoints, segmentations: bool = False, minimum: int = 2) -> str:
-        """Why these timepoints (dicts with volume, segmentation, day) cannot be assigned, or with
-        ``segmentations`` built into a twin; empty when they can."""
-        if len(timepoints) < minimum:
-            return _("A twin needs at least {count} timepoints").format(count=minimum)
-        volumes = [t["volume"] for t in timepoints]
-        if any(volume is None for volume in volumes):
-            return _("Select a scan for every timepoint")
-        if len({volume.GetID() for volume in volumes}) != len(volumes):
-            return _("Select a different scan for each timepoint")
-        days = [float(t["day"]) for t in timepoints]
-        if len(set(days)) != len(days):
-            return _("Give each timepoint its own day")
-        if segmentations and any(t.get("segmentation") is None for t in timepoints):
-            return _("Select the lesion segmentation of every timepoint")
-        return ""
-
     # The anatomy logic lives in DTTLib.mrml.lesions; these names stay for the widget and the self-test.
-
-    @staticmethod
-    def lesionIdOfSegment(segmentName: str) -> str:
-        """"L1" for DTT Segmentation's "L1 @ t0"; any other segment name is its own lesion id."""
-        from DTTLib.mrml.lesions import lesion_id_of_segment
-
-        return lesion_id_of_segment(segmentName)
-
-    @staticmethod
-    def segmentAnatomy(segment) -> tuple:
-        """(organ, nodal, origin) a segment carries (DTTLib.mrml.lesions.segment_anatomy)."""
-        import dataclasses
-
-        from DTTLib.mrml.lesions import segment_anatomy
-
-        return dataclasses.astuple(segment_anatomy(segment))
-
-    @staticmethod
-    def _lesionSegments(segmentationNode) -> list:
-        """(segment id, segment) of each lesion segment, pending nnU-Net proposals left out."""
-        from DTTLib.mrml.lesions import lesion_segments
-
-        return lesion_segments(segmentationNode)
-
-    def lesionAnatomy(self, segmentationNodes, userEntries=None) -> dict:
-        """lesion id -> {"organ", "nodal", "origin"}, baseline first, the user's entries winning."""
-        from DTTLib.mrml.lesions import lesion_anatomy
-
-        return lesion_anatomy(list(segmentationNodes), userEntries)
-
-    @staticmethod
-    def parseLesionAnatomy(text: str) -> dict:
-        """The lesionAnatomy parameter as {lesion id: {"organ", "nodal"}}; {} when unreadable."""
-        from DTTLib.mrml.lesions import parse_anatomy_entries
-
-        return parse_anatomy_entries(text)
-
-    @staticmethod
-    def setLesionAnatomy(text: str, lesion: str, organ: str, nodal: bool) -> str:
-        """The lesionAnatomy parameter with one lesion's organ and nodal status set by the user."""
-        from DTTLib.mrml.lesions import with_anatomy_entry
-
-        return with_anatomy_entry(text, lesion, organ, nodal)
 
     def buildTwinFromNodes(self, volumeNodes, segmentationNodes, days, patientName: str, therapyLog: str = "",
                            nonTarget=None, registerScans: bool = True, newLesions=None, lesionAnatomy=None,
@@ -1061,22 +703,6 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
             summary=summary, count=warning_count(len(warnings), state.criteria))
         return [counted] + warning_lines(warnings, state.criteria, bullet="  • ")
 
-    def openRunOutput(self, folder: str) -> str:
-        """Load a `dtt run` output folder into the scene; the what-if sliders work on its twin."""
-        from DTTLib.pipeline.open_output import open_run_output
-
-        opened = open_run_output(folder, slicer.mrmlScene)
-        self.state, self.whatif, self.inputs = opened.state, opened.whatif, None
-        self.reportPath = str(opened.report) if opened.report else ""
-        last = self.state.recist["timepoints"][-1] if self.state.recist else None
-        summary = _("{patient}: {n} timepoints opened from {folder}").format(
-            patient=self.state.patient, n=len(self.state.timepoints), folder=folder)
-        if last is not None:
-            summary += _(", SOD {sod} mm, overall {overall}, best {best}").format(
-                sod=last["sod_mm"], overall=last["overall"] or "baseline",
-                best=self.state.recist["best_overall_response"])
-        return "\n".join(self.withRecistWarnings(summary, self.state) + self.state.messages + opened.notes)
-
     def restoreTwinFromScene(self, preferredPatient: str = "") -> str:
         """The twin of a loaded scene, from its state text node; the what-if engine is refitted
         from the saved SOD series. Empty string when the scene holds no twin."""
@@ -1148,12 +774,17 @@ class DigitalTwinTumorLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
+class DigitalTwinTumorTest(TimepointsTest, ScriptedLoadableModuleTest):
     """Self-test on data it makes: synthetic scans with spherical lesions become a twin, from two
     timepoints (a response, no growth model yet) and from three (a response and a growth fit)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
+
+    @staticmethod
+    def newLogic():
+        """A fresh logic for a test (the feature parts' tests in DigitalTwinTumorLib use it)."""
+        return DigitalTwinTumorLogic()
 
     def runTest(self):
         self.setUp()
@@ -1197,27 +828,6 @@ class DigitalTwinTumorTest(ScriptedLoadableModuleTest):
             volumes.append(volume)
             segmentations.append(segmentation)
         return volumes, segmentations
-
-    def test_TimepointsFromTwoScans(self):
-        import numpy as np
-
-        self.delayDisplay("Starting the test")
-        logic = DigitalTwinTumorLogic()
-        from DTTLib.imaging import ImageVolume
-        from DTTLib.mrml.hierarchy import describe
-        from DTTLib.mrml.volumes import add_volume_node
-
-        scans = [add_volume_node(ImageVolume(np.full((4, 5, 6), value, np.int16), (1, 1, 3)), name)
-                 for value, name in ((10, "baseline"), (20, "follow-up"))]
-        summary = logic.setupTimepoints([scans[1], scans[0]], [84, 0], "Test patient")
-        self.assertIn("2 timepoints", summary)
-        patients = [p for p in describe() if p.name == "Test patient"]
-        self.assertEqual(len(patients), 1)
-        self.assertEqual([s.nodes for s in patients[0].studies], [["baseline"], ["follow-up"]])
-        self.assertEqual(patients[0].studies[1].attributes["DTT.TimepointDay"], "84.0")
-        with self.assertRaises(Exception):
-            logic.setupTimepoints([scans[0], scans[0]], [0, 10], "Twice the same scan")
-        self.delayDisplay("Test passed")
 
     def test_TwinFromTwoTimepoints(self):
         """Lesion L1 (LD 30 mm) shrinks to 12 mm, L2 stays 20 mm: SOD 50 → 32 mm, −36 % = PR.
