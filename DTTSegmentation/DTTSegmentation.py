@@ -475,7 +475,8 @@ class DTTSegmentationWidget(CorrectionsWidget, ModelWeightsWidget, PrefetchWidge
                                                    node.organ, node.lymphNode)
             measured = self.logic.measureSegment(node.inputVolume, node.segmentation, result.segment_id,
                                                  node.lesionId, node.timepointLabel, "threshold (DTT Segmentation)")
-            self.ui.statusLabel.text = _("{name}: LD {ld:.1f} mm, SA {sa:.1f} mm, {volume:.0f} mm³ ({voxels} voxels)").format(
+            self.ui.statusLabel.text = _(
+                "{name}: LD {ld:.1f} mm, SA {sa:.1f} mm, {volume:.0f} mm³ ({voxels} voxels)").format(
                 name=result.segment_name, ld=measured.longest_diameter_mm if measured else float("nan"),
                 sa=measured.short_axis_mm if measured else float("nan"), volume=result.volume_mm3,
                 voxels=result.voxels)

@@ -85,7 +85,8 @@ def _row(lesion: BatchLesion, image_name: str, /, **fields: Any) -> dict[str, An
     """A table row; ``fields`` may rename the lesion (an nnU-Net proposal's id)."""
     rounded = {key: round(value, DECIMALS[key]) if key in DECIMALS and isinstance(value, float) else value
                for key, value in fields.items()}
-    return {"image": image_name, "entry": lesion.lesion, "lesion": lesion.lesion, "csv_lines": " ".join(map(str, lesion.lines)),
+    return {"image": image_name, "entry": lesion.lesion, "lesion": lesion.lesion,
+            "csv_lines": " ".join(map(str, lesion.lines)),
             "boxes": len(lesion.boxes) or "", **rounded}
 
 
