@@ -130,4 +130,6 @@ def test_the_timepoints_table_has_a_header_for_every_column():
     assert len(headers) == len(columns)
     assert headers[columns.index("furtherIncrease")] == "Further increase"
     assert headers[columns.index("nonTarget")] == "Non-target"
-    assert module.FURTHER_INCREASE_CHOICES[0] == "not_assessed"  # the padding value of old scenes
+    from DigitalTwinTumorLib.Common import FURTHER_INCREASE_CHOICES  # the module's feature parts (on the path now)
+
+    assert FURTHER_INCREASE_CHOICES[0] == "not_assessed"  # the padding value of old scenes
